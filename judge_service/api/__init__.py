@@ -1,0 +1,1 @@
+"""HTTP layer: routes, middleware and the one table from error type to status."""

@@ -1,0 +1,110 @@
+"""create_app(settings): the FastAPI application and its lifespan.
+
+Start-up returns at once so /healthz answers while models load; a background task builds the
+backend, warms it up, then starts the scheduler and marks the service ready (/readyz 200).
+Shutdown stops taking work, drains the queue, and closes the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from judge_service import __version__
+from judge_service.api import routes_analyze, routes_meta, routes_score
+from judge_service.api.error_table import install_error_handlers
+from judge_service.api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware
+from judge_service.backends.base import JudgeBackend
+from judge_service.backends.registry import create_backend
+from judge_service.batching.policy import BatchLimits
+from judge_service.batching.scheduler import Scheduler
+from judge_service.cache import InProcessCache, NoCache, RedisCache, ResultCache
+from judge_service.config import Settings, load_settings
+from judge_service.metrics import ServiceMetrics
+from judge_service.service import JudgeService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds; routes read it from ``app.state.runtime``."""
+
+    settings: Settings
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    status: str = "loading"
+    load_error: str | None = None
+    service: JudgeService | None = None
+    scheduler: Scheduler | None = None
+    cache: ResultCache | None = None
+    loader: asyncio.Task[None] | None = None
+
+
+def make_cache(settings: Settings, metrics: ServiceMetrics) -> ResultCache:
+    if settings.redis_url:
+        return RedisCache(
+            settings.redis_url, settings.redis_key_prefix, settings.cache_ttl_s,
+            settings.redis_retry_interval_s, metrics,
+        )
+    if settings.cache_max_entries == 0:
+        return NoCache()
+    return InProcessCache(settings.cache_max_entries, metrics)
+
+
+async def _load(runtime: Runtime, backend: JudgeBackend | None) -> None:
+    settings = runtime.settings
+    try:
+        if backend is None:
+            backend = await asyncio.to_thread(create_backend, settings)
+        await asyncio.to_thread(backend.warm_up)
+    except Exception as exc:  # a judge that cannot load: report on /healthz so it restarts
+        log.exception("the judge backend %r failed to load", settings.backend)
+        runtime.status = "failed"
+        runtime.load_error = f"{type(exc).__name__}: {exc}"
+        return
+    limits = BatchLimits(settings.max_batch_items, settings.max_batch_audio_s, settings.max_wait_ms / 1000.0)
+    runtime.scheduler = Scheduler(backend, limits, settings.max_queue_items, runtime.metrics)
+    runtime.scheduler.start()
+    runtime.cache = make_cache(settings, runtime.metrics)
+    runtime.service = JudgeService(settings, backend, runtime.scheduler, runtime.cache, runtime.metrics)
+    runtime.status = "ready"
+    log.info("judge %s version %s is ready", backend.info.name, backend.info.version)
+
+
+def create_app(settings: Settings | None = None, backend: JudgeBackend | None = None) -> FastAPI:
+    """Build the app. ``backend`` overrides the registry (tests); settings default to the env."""
+    settings = settings or load_settings()
+    runtime = Runtime(settings=settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.loader = asyncio.create_task(_load(runtime, backend), name="judge-loader")
+        yield
+        runtime.status = "stopping"
+        if runtime.loader and not runtime.loader.done():
+            runtime.loader.cancel()
+        if runtime.scheduler is not None:
+            await runtime.scheduler.stop()
+        if runtime.cache is not None:
+            await runtime.cache.close()
+
+    app = FastAPI(
+        title="ParaS2S Judge",
+        version=__version__,
+        description="Scores a spoken reply 1-5 for fitting a spoken query in content and speaking style.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(routes_score.router)
+    app.include_router(routes_analyze.router)
+    app.include_router(routes_meta.router)
+    known_routes = {route.path for route in app.routes if hasattr(route, "path")}
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics_of=lambda: runtime.metrics, routes=known_routes)
+    return app

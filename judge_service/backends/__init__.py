@@ -1,0 +1,1 @@
+"""Judge backends behind the scheduler: a protocol, a registry and the implementations."""

@@ -1,0 +1,212 @@
+"""The multi-stage judge backend: log-mel -> Whisper ASR -> prosody -> labels and tone ->
+rubric score. Registered as ``paras2s-baseline`` (baseline heuristics and rubric).
+
+Each unique clip of a batch (same PCM hash, same client text) is featurised, transcribed and
+measured once, so a group's query, or a query repeated across pairs, costs one analysis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from judge_service.audio.clip import DecodedAudio
+from judge_service.backends.base import BackendJob, BatchReport, JobResult, JudgeInfo
+from judge_service.config import Settings
+from judge_service.features import frame_offsets, log_mel_spectrogram
+from judge_service.judge import baseline
+from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path
+from judge_service.judge.labels import LABEL_SETS
+from judge_service.judge.prosody import measure_prosody
+from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
+
+log = logging.getLogger(__name__)
+
+JUDGE_NAME = "paras2s-baseline"
+
+
+def _file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("JUDGE_DEVICE=cuda but torch sees no CUDA device; use auto or cpu")
+    return requested
+
+
+class MultiStageBackend:
+    """The real judge. Loads Whisper and MiniLM at construction (seconds), not at import."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.device = _resolve_device(settings.device)
+        threads = settings.resolved_threads()
+        torch.set_num_threads(threads)
+        whisper_path = settings.whisper_model_path or default_whisper_model_path()
+        text_path = settings.text_model_path or default_text_model_path()
+        self.asr = WhisperTranscriber(
+            whisper_path,
+            device=self.device,
+            compute_type=settings.whisper_compute_type,
+            threads=threads,
+            min_window_s=settings.asr_min_window_s,
+        )
+        self.text = TextEmbedder(text_path, device=self.device)
+        self.info = JudgeInfo(
+            name=JUDGE_NAME,
+            version=self._version(whisper_path, text_path, settings.asr_min_window_s),
+            rubric_version=baseline.RUBRIC_VERSION,
+            labels=LABEL_SETS,
+            description="Whisper ASR + measured prosody + heuristic labels + baseline rubric "
+            "(stand-in until the PolyTone-trained judge lands)",
+        )
+
+    @staticmethod
+    def _version(whisper_path: Path, text_path: Path, asr_window_s: float) -> str:
+        """Hash of the weights and of every setting that changes a score."""
+        digest = hashlib.sha256()
+        digest.update(_file_sha256(whisper_path / "model.bin").encode())
+        for weights in sorted(text_path.glob("*.safetensors")):
+            digest.update(_file_sha256(weights).encode())
+        digest.update(f"asr_window={asr_window_s};rubric={baseline.RUBRIC_VERSION}".encode())
+        return digest.hexdigest()[:16]
+
+    def warm_up(self) -> None:
+        rng = np.random.default_rng(0)
+        t = np.arange(16_000) / 16_000
+        tone = (0.2 * np.sin(2 * np.pi * 150 * t) + 0.01 * rng.standard_normal(t.size)).astype(
+            np.float32
+        )
+        from judge_service.audio.clip import AudioClip, pcm_sha256
+        from judge_service.backends.base import PairSpec
+
+        clip = AudioClip("warm-up", 16_000, tone.size, pcm_sha256(tone), "wav", 16_000, 1)
+        decoded = DecodedAudio(clip, tone)
+        self.run_batch([BackendJob([decoded, decoded], [None, "warm up"], [PairSpec(0, 1)])])
+
+    # --- the batch --------------------------------------------------------------------------
+
+    def run_batch(self, jobs: list[BackendJob]) -> BatchReport:
+        stage_ms: dict[str, float] = {}
+        # 1. Unique clips: same PCM and same client text -> one analysis.
+        unique_keys: list[tuple[str, str | None]] = []
+        unique_audio: list[DecodedAudio] = []
+        index_of: dict[tuple[str, str | None], int] = {}
+        for job in jobs:
+            for decoded, text in zip(job.clips, job.clip_texts):
+                key = (decoded.clip.sha256, text)
+                if key not in index_of:
+                    index_of[key] = len(unique_keys)
+                    unique_keys.append(key)
+                    unique_audio.append(decoded)
+
+        # 2. Log-mel for every unique clip in one pass (packed layout, no padding).
+        started = time.perf_counter()
+        waveforms = [torch.from_numpy(d.samples).to(self.device) for d in unique_audio]
+        packed, num_frames = log_mel_spectrogram(waveforms, n_mels=self.asr.n_mels, layout="packed")
+        offsets = frame_offsets(num_frames).tolist()
+        features = [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
+        stage_ms["features"] = _ms_since(started)
+
+        # 3. ASR for clips without a client transcript.
+        started = time.perf_counter()
+        to_transcribe = [i for i, (_, text) in enumerate(unique_keys) if text is None]
+        transcripts = self.asr.transcribe([features[i] for i in to_transcribe]) if to_transcribe else []
+        texts: list[str] = [text or "" for _, text in unique_keys]
+        asr_meta: dict[int, dict[str, Any]] = {}
+        for i, transcript in zip(to_transcribe, transcripts):
+            texts[i] = transcript.text
+            asr_meta[i] = {
+                "no_speech_prob": round(transcript.no_speech_prob, 4),
+                "avg_logprob": round(transcript.avg_logprob, 4),
+            }
+        stage_ms["asr"] = _ms_since(started)
+
+        # 4. Prosody, heuristic labels and tone per unique clip.
+        started = time.perf_counter()
+        prosody = [measure_prosody(d.samples, texts[i]) for i, d in enumerate(unique_audio)]
+        labels = [baseline.heuristic_labels(p) for p in prosody]
+        tones = [
+            baseline.describe_tone(p, lab.get("gender", {}).get("label")) for p, lab in zip(prosody, labels)
+        ]
+        stage_ms["prosody"] = _ms_since(started)
+
+        # 5. Text embeddings of the unique transcripts.
+        started = time.perf_counter()
+        distinct_texts = sorted(set(texts))
+        vectors = dict(zip(distinct_texts, self.text.encode(distinct_texts)))
+        stage_ms["text"] = _ms_since(started)
+
+        analyses = []
+        for i, (decoded, (_, client_text)) in enumerate(zip(unique_audio, unique_keys)):
+            analyses.append(
+                {
+                    "clip": _clip_dict(decoded),
+                    "transcript": texts[i],
+                    "transcript_source": "client" if client_text is not None else "asr",
+                    "asr": asr_meta.get(i),
+                    "prosody": prosody[i].to_dict(),
+                    "labels": labels[i],
+                    "tone": tones[i].to_dict(),
+                }
+            )
+
+        # 6. Rubric per pair.
+        started = time.perf_counter()
+        results = []
+        for job in jobs:
+            job_indices = [index_of[(d.clip.sha256, t)] for d, t in zip(job.clips, job.clip_texts)]
+            scores = []
+            for pair in job.pairs:
+                qi, ri = job_indices[pair.query_index], job_indices[pair.response_index]
+                emotion = pair.known_labels.get("emotion")
+                verdict = baseline.score_pair(
+                    cosine=float(np.dot(vectors[texts[qi]], vectors[texts[ri]])),
+                    response_has_text=bool(texts[ri].strip()),
+                    query_arousal=tones[qi].arousal,
+                    response_tone=tones[ri],
+                    query_emotion=emotion,
+                )
+                query_labels = dict(labels[qi])
+                for dimension, label in pair.known_labels.items():
+                    query_labels[dimension] = {"label": label, "confidence": 1.0, "source": "client"}
+                scores.append(
+                    {
+                        "score": verdict.score,
+                        "rationale": verdict.rationale,
+                        "components": verdict.components,
+                        "query_labels": query_labels,
+                    }
+                )
+            results.append(JobResult(analyses=[analyses[i] for i in job_indices], scores=scores))
+        stage_ms["rubric"] = _ms_since(started)
+        return BatchReport(results=results, stage_ms=stage_ms, unique_clips=len(unique_keys))
+
+
+def _clip_dict(decoded: DecodedAudio) -> dict[str, Any]:
+    clip = decoded.clip
+    return {
+        "sha256": clip.sha256,
+        "duration_s": round(clip.duration_s, 4),
+        "sample_rate_hz": clip.sample_rate_hz,
+        "num_samples": clip.num_samples,
+        "source_format": clip.source_format,
+        "source_sample_rate_hz": clip.source_sample_rate_hz,
+        "source_channels": clip.source_channels,
+    }
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)

@@ -1,0 +1,50 @@
+"""Backend registry: name -> factory(settings). The service builds its backend from here."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from judge_service.backends.base import JudgeBackend
+from judge_service.config import Settings
+
+BackendFactory = Callable[[Settings], JudgeBackend]
+
+
+def _multistage(settings: Settings) -> JudgeBackend:
+    from judge_service.backends.multistage import MultiStageBackend
+
+    return MultiStageBackend(settings)
+
+
+def _fake(settings: Settings) -> JudgeBackend:
+    from judge_service.backends.fake import FakeBackendForTests
+
+    return FakeBackendForTests(delay_ms=settings.fake_backend_delay_ms)
+
+
+_REGISTRY: dict[str, BackendFactory] = {
+    "paras2s-baseline": _multistage,
+    "fake": _fake,
+}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Add a backend (e.g. a trained judge) under ``name``; JUDGE_BACKEND selects it."""
+    if name in _REGISTRY:
+        raise ValueError(f"backend {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backend(settings: Settings) -> JudgeBackend:
+    """Build the backend named by ``settings.backend`` (loads models; seconds)."""
+    try:
+        factory = _REGISTRY[settings.backend]
+    except KeyError:
+        raise ValueError(
+            f"unknown backend {settings.backend!r}; set JUDGE_BACKEND to one of {backend_names()}"
+        ) from None
+    return factory(settings)

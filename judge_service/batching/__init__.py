@@ -1,0 +1,1 @@
+"""Batching: a pure policy, a bounded queue and the scheduler loop."""

@@ -1,0 +1,164 @@
+"""``paras2s-judge``: serve the judge, score or analyse files, run the demo.
+
+    paras2s-judge serve [--host H] [--port P]
+    paras2s-judge score QUERY RESPONSE [--emotion sad ...] [--url URL]
+    paras2s-judge analyze CLIP [--url URL]
+    paras2s-judge demo [--port P]
+    paras2s-judge openapi
+
+Settings come from JUDGE_* environment variables (see README); flags override host/port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from judge_service.config import SettingsError, load_settings
+from judge_service.judge.labels import LABEL_SETS
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from judge_service.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = load_settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _known_labels(args: argparse.Namespace) -> dict[str, str]:
+    return {dim: getattr(args, dim) for dim in LABEL_SETS if getattr(args, dim, None)}
+
+
+def _score(args: argparse.Namespace) -> int:
+    labels = _known_labels(args)
+    if args.url:
+        import httpx
+
+        with open(args.query, "rb") as q, open(args.response, "rb") as r:
+            reply = httpx.post(
+                args.url.rstrip("/") + "/v1/score",
+                files={"query": q, "response": r},
+                data=labels,
+                timeout=300,
+            )
+        print(json.dumps(reply.json(), indent=2))
+        return 0 if reply.status_code == 200 else 1
+    from judge_service.audio import AudioLimits, decode_audio
+    from judge_service.backends.base import BackendJob, PairSpec
+    from judge_service.backends.registry import create_backend
+
+    settings = load_settings()
+    limits = AudioLimits(settings.min_clip_duration_s, settings.max_clip_duration_s)
+    query = decode_audio("query", Path(args.query).read_bytes(), limits)
+    response = decode_audio("response", Path(args.response).read_bytes(), limits)
+    backend = create_backend(settings)
+    report = backend.run_batch([BackendJob([query, response], [None, None], [PairSpec(0, 1, labels)])])
+    result = report.results[0]
+    print(json.dumps({
+        "judge": {"name": backend.info.name, "version": backend.info.version,
+                  "rubric_version": backend.info.rubric_version},
+        **result.scores[0], "query": result.analyses[0], "response": result.analyses[1],
+    }, indent=2))
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    if args.url:
+        import httpx
+
+        with open(args.clip, "rb") as handle:
+            reply = httpx.post(args.url.rstrip("/") + "/v1/analyze", files={"audio": handle}, timeout=300)
+        print(json.dumps(reply.json(), indent=2))
+        return 0 if reply.status_code == 200 else 1
+    from judge_service.audio import AudioLimits, decode_audio
+    from judge_service.backends.base import BackendJob
+    from judge_service.backends.registry import create_backend
+
+    settings = load_settings()
+    limits = AudioLimits(settings.min_clip_duration_s, settings.max_clip_duration_s)
+    clip = decode_audio("clip", Path(args.clip).read_bytes(), limits)
+    backend = create_backend(settings)
+    report = backend.run_batch([BackendJob([clip], [None], [])])
+    print(json.dumps(report.results[0].analyses[0], indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from judge_service.demo import run_demo
+
+    return run_demo(port=args.port)
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from judge_service.app import create_app
+
+    print(json.dumps(create_app(load_settings()).openapi(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paras2s-judge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None, help="interface (default JUDGE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default JUDGE_PORT or 8000)")
+    serve.set_defaults(func=_serve)
+
+    score = sub.add_parser("score", help="score one (query, response) pair of audio files")
+    score.add_argument("query")
+    score.add_argument("response")
+    score.add_argument("--url", help="score through a running service instead of in-process")
+    for dim, labels in LABEL_SETS.items():
+        score.add_argument(f"--{dim}", choices=labels, help=f"known {dim} of the query")
+    score.set_defaults(func=_score)
+
+    analyze = sub.add_parser("analyze", help="transcribe one clip and measure its style")
+    analyze.add_argument("clip")
+    analyze.add_argument("--url", help="analyse through a running service instead of in-process")
+    analyze.set_defaults(func=_analyze)
+
+    demo = sub.add_parser("demo", help="start the service, score the bundled examples over HTTP, stop")
+    demo.add_argument("--port", type=int, default=0, help="port for the demo server (0 = free port)")
+    demo.set_defaults(func=_demo)
+
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document")
+    openapi.set_defaults(func=_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

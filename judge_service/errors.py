@@ -1,0 +1,109 @@
+"""Domain errors a caller can cause or meet. Each carries a stable ``error_type`` string.
+
+The HTTP status of each type lives in one table, ``judge_service.api.error_table``; this
+module knows nothing of HTTP. Per-item errors in batch responses use the same types.
+"""
+
+from __future__ import annotations
+
+
+class JudgeError(Exception):
+    """Base class: ``error_type`` is the wire name, the message says what to do."""
+
+    error_type = "judge_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.error_type, "message": self.message}
+
+
+# --- Audio input (raised by judge_service.audio.decode, per clip, before batching) ------------
+
+
+class InvalidBase64Error(JudgeError):
+    error_type = "invalid_base64"
+
+
+class AudioUnreadableError(JudgeError):
+    error_type = "audio_unreadable"
+
+
+class AudioFormatError(JudgeError):
+    error_type = "audio_unsupported_format"
+
+
+class AudioSampleRateError(JudgeError):
+    error_type = "audio_unsupported_sample_rate"
+
+
+class AudioEmptyError(JudgeError):
+    error_type = "audio_empty"
+
+
+class AudioTooShortError(JudgeError):
+    error_type = "audio_too_short"
+
+
+class AudioTooLongError(JudgeError):
+    error_type = "audio_too_long"
+
+
+class AudioNonFiniteError(JudgeError):
+    error_type = "audio_non_finite"
+
+
+# --- Requests --------------------------------------------------------------------------------
+
+
+class InvalidRequestError(JudgeError):
+    error_type = "invalid_request"
+
+
+class PayloadTooLargeError(JudgeError):
+    error_type = "payload_too_large"
+
+
+class TooManyItemsError(JudgeError):
+    error_type = "too_many_items"
+
+
+# --- Scheduling and serving ------------------------------------------------------------------
+
+
+class QueueFullError(JudgeError):
+    """The bounded queue cannot take the request; retry after ``retry_after_s``."""
+
+    error_type = "queue_full"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotReadyError(JudgeError):
+    error_type = "not_ready"
+
+
+class DeadlineExceededError(JudgeError):
+    error_type = "deadline_exceeded"
+
+
+class ClientDisconnectedError(JudgeError):
+    error_type = "client_disconnected"
+
+
+class ShuttingDownError(JudgeError):
+    error_type = "shutting_down"
+
+
+class BackendError(JudgeError):
+    """The backend failed on a whole batch; every job in that batch receives this."""
+
+    error_type = "backend_error"
+
+
+class InternalError(JudgeError):
+    error_type = "internal_error"

@@ -1,0 +1,1 @@
+"""The judge's stages: ASR, prosody, style labels, response tone and rubric scoring."""

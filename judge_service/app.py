@@ -101,10 +101,10 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(routes_score.router)
-    app.include_router(routes_analyze.router)
-    app.include_router(routes_meta.router)
-    known_routes = {route.path for route in app.routes if hasattr(route, "path")}
+    routers = (routes_score.router, routes_analyze.router, routes_meta.router)
+    for router in routers:
+        app.include_router(router)
+    known_routes = {route.path for router in routers for route in router.routes} | {"/openapi.json", "/docs"}
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics_of=lambda: runtime.metrics, routes=known_routes)
     return app

@@ -1,12 +1,13 @@
 """Service settings: the only place that reads environment variables.
 
-Every field can be set as ``JUDGE_<FIELD_NAME>`` (e.g. ``JUDGE_MAX_BATCH_ITEMS=16``) or from a
-``.env`` file named by ``JUDGE_ENV_FILE``. Settings are validated once, at start-up, and a bad
-value fails with a message that says how to fix it.
+Every field can be set as ``JUDGE_<FIELD_NAME>`` (e.g. ``JUDGE_MAX_BATCH_ITEMS=16``).
+Settings are validated once, at start-up, and a bad value fails with a message that says how
+to fix it; an unknown ``JUDGE_*`` variable (a typo) is an error too, not silently ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Literal
@@ -158,12 +159,21 @@ def load_settings(**overrides: object) -> Settings:
     Raises:
         SettingsError: one line per invalid field, naming the environment variable.
     """
+    lines = []
+    known = {f"JUDGE_{name.upper()}" for name in Settings.model_fields}
+    for name in sorted(os.environ):
+        if name.startswith("JUDGE_") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"  {name}: not a judge setting{hint}")
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"]) or "settings"
             env_name = f"JUDGE_{field.upper()}" if error["loc"] else "settings"
             lines.append(f"  {env_name}: {error['msg']}")
         raise SettingsError("invalid judge settings:\n" + "\n".join(lines)) from None
+    if lines:
+        raise SettingsError("invalid judge settings:\n" + "\n".join(lines))
+    return settings

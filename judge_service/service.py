@@ -61,6 +61,7 @@ class RequestTiming:
     queue_ms: float = 0.0
     compute_ms: float = 0.0
     batch_clips: int = 0
+    batch_unique_clips: int = 0
     cache_hits: int = 0
     stage_ms: dict[str, float] = field(default_factory=dict)
 
@@ -68,6 +69,7 @@ class RequestTiming:
         self.queue_ms = max(self.queue_ms, timing.queue_ms)
         self.compute_ms = max(self.compute_ms, timing.compute_ms)
         self.batch_clips = max(self.batch_clips, timing.batch_clips)
+        self.batch_unique_clips = max(self.batch_unique_clips, timing.batch_unique_clips)
         for stage, ms in timing.stage_ms.items():
             self.stage_ms[stage] = max(self.stage_ms.get(stage, 0.0), ms)
 

@@ -146,6 +146,7 @@ def timing_headers(service: JudgeService, timing: RequestTiming, stopwatch: Stop
         "x-compute-time-ms": f"{timing.compute_ms:.2f}",
         "x-total-time-ms": f"{stopwatch.ms():.2f}",
         "x-batch-clips": str(timing.batch_clips),
+        "x-batch-unique-clips": str(timing.batch_unique_clips),
         "x-cache-hits": str(timing.cache_hits),
     }
     if stages:

@@ -48,6 +48,7 @@ class JobTiming:
     compute_ms: float
     batch_clips: int
     batch_jobs: int
+    batch_unique_clips: int
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 

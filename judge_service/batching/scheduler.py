@@ -158,6 +158,7 @@ class Scheduler:
                 compute_ms=compute_s * 1000.0,
                 batch_clips=clips,
                 batch_jobs=len(jobs),
+                batch_unique_clips=report.unique_clips,
                 stage_ms=report.stage_ms,
             )
             job.future.set_result((result, timing))

@@ -13,6 +13,12 @@ REDIS_URL = os.environ.get("PARAS2S_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture
+def redis_url() -> str:
+    """The project's Redis (127.0.0.1:6379 on every machine, CI included)."""
+    return REDIS_URL
+
+
+@pytest.fixture
 def redis_prefix() -> str:
     """A key prefix unique to this test; the test cleans its keys up."""
     return f"paras2s-test:{uuid.uuid4().hex[:12]}:"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from judge_service.judge.labels import AGES, EMOTIONS, GENDERS, SARCASM
 
@@ -60,22 +60,21 @@ class _RequestOptions(_Strict):
     )
 
 
-def _unique_ids(ids: list[str]) -> None:
+def _require_unique_ids(items: list[Any]) -> list[Any]:
     seen: set[str] = set()
-    for item_id in ids:
-        if item_id in seen:
-            raise ValueError(f"item id {item_id!r} appears more than once")
-        seen.add(item_id)
+    for item in items:
+        if item.id in seen:
+            raise ValueError(f"item id {item.id!r} appears more than once")
+        seen.add(item.id)
+    return items
+
+
+UniqueIds = AfterValidator(_require_unique_ids)
+"""Items of one request must have distinct ids (results are matched to them by id)."""
 
 
 class ScoreRequest(_RequestOptions):
-    items: list[ScoreItemIn] = Field(min_length=1)
-
-    @field_validator("items")
-    @classmethod
-    def _ids_unique(cls, items: list[ScoreItemIn]) -> list[ScoreItemIn]:
-        _unique_ids([i.id for i in items])
-        return items
+    items: Annotated[list[ScoreItemIn], Field(min_length=1), UniqueIds]
 
 
 class GroupResponseIn(ResponseIn):
@@ -85,13 +84,7 @@ class GroupResponseIn(ResponseIn):
 class GroupRequest(_RequestOptions):
     id: str = Field("group", pattern=ITEM_ID_PATTERN)
     query: QueryIn
-    responses: list[GroupResponseIn] = Field(min_length=1)
-
-    @field_validator("responses")
-    @classmethod
-    def _ids_unique(cls, responses: list[GroupResponseIn]) -> list[GroupResponseIn]:
-        _unique_ids([r.id for r in responses])
-        return responses
+    responses: Annotated[list[GroupResponseIn], Field(min_length=1), UniqueIds]
 
 
 class AnalyzeItemIn(_Strict):
@@ -101,13 +94,7 @@ class AnalyzeItemIn(_Strict):
 
 
 class AnalyzeRequest(_RequestOptions):
-    items: list[AnalyzeItemIn] = Field(min_length=1)
-
-    @field_validator("items")
-    @classmethod
-    def _ids_unique(cls, items: list[AnalyzeItemIn]) -> list[AnalyzeItemIn]:
-        _unique_ids([i.id for i in items])
-        return items
+    items: Annotated[list[AnalyzeItemIn], Field(min_length=1), UniqueIds]
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -27,8 +27,11 @@ FRAMES_PER_SECOND = 100
 MAX_WINDOW_FRAMES = 3000
 """Whisper's context: 30 s of 10 ms frames."""
 MAX_TOKENS_PER_SECOND = 10
-"""Decoding stops after this many tokens per second of audio (plus a margin); fluent English
-is 3-5 tokens/s, so this only cuts off Whisper's repetition loops."""
+TOKEN_MARGIN = 10
+"""A chunk's text is cut at ``TOKEN_MARGIN + MAX_TOKENS_PER_SECOND x its duration`` tokens;
+fluent English is 3-5 tokens/s, so this only cuts Whisper's repetition loops short. The
+batch decodes up to the largest limit in it, and each chunk is then cut to its own limit:
+greedy decoding is causal, so a chunk's text never depends on its neighbours."""
 NO_SPEECH_PROB_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 """Whisper's own rule: a window whose no-speech probability is above 0.6 and whose mean token
@@ -104,7 +107,7 @@ class WhisperTranscriber:
             One ``Transcript`` per clip; clips over 30 s are cut into 30 s windows whose texts
             are joined.
         """
-        chunks: list[tuple[int, np.ndarray]] = []  # (clip index, padded window)
+        chunks: list[tuple[int, np.ndarray, int]] = []  # (clip index, padded window, token limit)
         for clip_index, feats in enumerate(features):
             if feats.shape[0] != self.n_mels:
                 raise ValueError(f"model wants {self.n_mels} mel bins, got {feats.shape[0]}")
@@ -119,19 +122,17 @@ class WhisperTranscriber:
                     (self.n_mels, self.window_frames(part.shape[1])), floor, dtype=np.float32
                 )
                 window[:, : part.shape[1]] = part
-                chunks.append((clip_index, window))
+                token_limit = TOKEN_MARGIN + math.ceil(
+                    MAX_TOKENS_PER_SECOND * part.shape[1] / FRAMES_PER_SECOND
+                )
+                chunks.append((clip_index, window, token_limit))
         by_window: dict[int, list[int]] = {}
-        for chunk_index, (_, window) in enumerate(chunks):
+        for chunk_index, (_, window, _) in enumerate(chunks):
             by_window.setdefault(window.shape[1], []).append(chunk_index)
         results: list[tuple[str, float, float, int] | None] = [None] * len(chunks)
         for window_frames, chunk_indices in sorted(by_window.items()):
             batch = np.stack([chunks[i][1] for i in chunk_indices])
-            max_length = min(
-                448,
-                len(self._prompt)
-                + 16
-                + MAX_TOKENS_PER_SECOND * window_frames // FRAMES_PER_SECOND,
-            )
+            max_length = min(448, len(self._prompt) + max(chunks[i][2] for i in chunk_indices))
             outputs = self._model.generate(
                 ctranslate2.StorageView.from_array(np.ascontiguousarray(batch)),
                 [self._prompt] * len(chunk_indices),
@@ -143,15 +144,21 @@ class WhisperTranscriber:
             )
             for chunk_index, output in zip(chunk_indices, outputs):
                 tokens = [t for t in output.sequences_ids[0] if t < self._tokenizer.eot]
+                token_limit = chunks[chunk_index][2]
+                cut = len(tokens) > token_limit
+                tokens = tokens[:token_limit]
                 text = self._tokenizer.decode(tokens).strip()
                 avg_logprob = float(output.scores[0]) if output.scores else 0.0
                 no_speech = float(output.no_speech_prob)
-                if no_speech > NO_SPEECH_PROB_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
+                # A cut (looping) chunk's mean log-probability depends on how far the batch
+                # decoded, so its silence test uses the no-speech probability alone.
+                low_confidence = cut or avg_logprob < LOGPROB_THRESHOLD
+                if no_speech > NO_SPEECH_PROB_THRESHOLD and low_confidence:
                     text = ""
                 results[chunk_index] = (text, no_speech, avg_logprob, len(tokens))
         transcripts = []
         for clip_index in range(len(features)):
-            parts = [r for (c, _), r in zip(chunks, results) if c == clip_index and r is not None]
+            parts = [r for (c, _, _), r in zip(chunks, results) if c == clip_index and r is not None]
             transcripts.append(
                 Transcript(
                     text=" ".join(p[0] for p in parts if p[0]).strip(),

@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     max_group_size: int = Field(64, ge=1, description="Responses per /v1/score/group request.")
 
     # --- Batching -----------------------------------------------------------------------------
-    max_batch_items: int = Field(16, ge=1, description="Clips per backend batch.")
+    max_batch_items: int = Field(
+        32, ge=1, description="Clips per backend batch (32 measured best on a 2-core CPU)."
+    )
     max_batch_audio_s: float = Field(
         240.0, gt=0.0, description="Padded audio per batch: longest clip x clips, in seconds."
     )

@@ -38,6 +38,12 @@ LOGPROB_THRESHOLD = -1.0
 log-probability is below -1 is silence, and its text is dropped."""
 
 
+CPU_ENCODER_SUB_BATCH = 4
+"""On CPU the encoder runs in sub-batches of this many windows, then one batched decode
+follows. Measured on a 2-core Xeon with 10 s windows: 28 ms/clip alone, 24 at 4, 44 at 16
+(activations fall out of cache), while decoding keeps gaining from larger batches."""
+
+
 @dataclass(frozen=True)
 class Transcript:
     """What Whisper heard in one clip."""
@@ -77,6 +83,7 @@ class WhisperTranscriber:
         language: str = "en",
     ) -> None:
         self.model_path = Path(model_path)
+        self.device = device
         self._model = ctranslate2.models.Whisper(
             str(self.model_path), device=device, compute_type=compute_type, intra_threads=threads
         )
@@ -96,6 +103,22 @@ class WhisperTranscriber:
         """Encoder window for a chunk of ``num_frames``: next multiple of the step, <= 3000."""
         steps = max(1, math.ceil(num_frames / self.window_step_frames))
         return min(MAX_WINDOW_FRAMES, steps * self.window_step_frames)
+
+    def _encode(self, windows: np.ndarray) -> ctranslate2.StorageView:
+        """Encoder states of ``windows`` (batch, n_mels, frames) for ``generate``: whole batch
+        on GPU, in ``CPU_ENCODER_SUB_BATCH`` pieces on CPU."""
+        if self.device != "cpu":
+            return self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(windows)), to_cpu=False)
+        parts = [
+            np.asarray(
+                self._model.encode(
+                    ctranslate2.StorageView.from_array(np.ascontiguousarray(windows[i : i + CPU_ENCODER_SUB_BATCH])),
+                    to_cpu=True,
+                )
+            )
+            for i in range(0, windows.shape[0], CPU_ENCODER_SUB_BATCH)
+        ]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
 
     def transcribe(self, features: list[torch.Tensor]) -> list[Transcript]:
         """Transcribe clips from their Whisper log-mel features.
@@ -134,7 +157,7 @@ class WhisperTranscriber:
             batch = np.stack([chunks[i][1] for i in chunk_indices])
             max_length = min(448, len(self._prompt) + max(chunks[i][2] for i in chunk_indices))
             outputs = self._model.generate(
-                ctranslate2.StorageView.from_array(np.ascontiguousarray(batch)),
+                self._encode(batch),
                 [self._prompt] * len(chunk_indices),
                 beam_size=1,
                 max_length=max_length,

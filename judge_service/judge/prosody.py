@@ -31,7 +31,7 @@ MIN_VOICED_FRAMES = 5
 _TAU_MIN = int(SAMPLE_RATE_HZ / F0_MAX_HZ)  # 26 samples
 _TAU_MAX = int(math.ceil(SAMPLE_RATE_HZ / F0_MIN_HZ))  # 267 samples
 _FRAME_SAMPLES = YIN_WINDOW_SAMPLES + _TAU_MAX + 1
-_FFT_SIZE = 2048  # >= frame + window, so the correlation does not wrap around
+_FFT_SIZE = 1296  # >= frame + window - 1 = 1291 (no wrap-around); 2^4 * 3^4 is FFT-friendly
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ from judge_service.judge.text_embedding import TextEmbedder, default_text_model_
 log = logging.getLogger(__name__)
 
 JUDGE_NAME = "paras2s-baseline"
+PIPELINE_VERSION = "features-1/asr-2/prosody-2"
+"""Bump when code that changes a score changes (front end, ASR decoding, prosody): it enters
+the judge version, so caches keyed on the version never serve a stale score."""
 
 
 def _file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -80,7 +83,9 @@ class MultiStageBackend:
         digest.update(_file_sha256(whisper_path / "model.bin").encode())
         for weights in sorted(text_path.glob("*.safetensors")):
             digest.update(_file_sha256(weights).encode())
-        digest.update(f"asr_window={asr_window_s};rubric={baseline.RUBRIC_VERSION}".encode())
+        digest.update(
+            f"asr_window={asr_window_s};pipeline={PIPELINE_VERSION};rubric={baseline.RUBRIC_VERSION}".encode()
+        )
         return digest.hexdigest()[:16]
 
     def warm_up(self) -> None:

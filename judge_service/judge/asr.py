@@ -97,6 +97,7 @@ class WhisperTranscriber:
         )
         self._prompt = list(self._tokenizer.sot_sequence) + [self._tokenizer.no_timestamps]
         self.n_mels = int(self._model.n_mels)
+        self._d_model = int(self._encode(np.zeros((1, self.n_mels, 200), np.float32)).shape[-1])
         self.window_step_frames = int(round(min_window_s * FRAMES_PER_SECOND))
 
     def window_frames(self, num_frames: int) -> int:
@@ -104,33 +105,30 @@ class WhisperTranscriber:
         steps = max(1, math.ceil(num_frames / self.window_step_frames))
         return min(MAX_WINDOW_FRAMES, steps * self.window_step_frames)
 
-    def _encode(self, windows: np.ndarray) -> ctranslate2.StorageView:
-        """Encoder states of ``windows`` (batch, n_mels, frames) for ``generate``: whole batch
-        on GPU, in ``CPU_ENCODER_SUB_BATCH`` pieces on CPU."""
-        if self.device != "cpu":
-            return self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(windows)), to_cpu=False)
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the pooled acoustic embedding: mean and std of the encoder states."""
+        return 2 * self._d_model
+
+    def _encode(self, windows: np.ndarray) -> np.ndarray:
+        """Encoder states of ``windows`` (batch, n_mels, frames) -> float32 (batch, frames/2,
+        d_model) on the host: whole batch on GPU, ``CPU_ENCODER_SUB_BATCH`` pieces on CPU."""
+        step = windows.shape[0] if self.device != "cpu" else CPU_ENCODER_SUB_BATCH
         parts = [
             np.asarray(
                 self._model.encode(
-                    ctranslate2.StorageView.from_array(np.ascontiguousarray(windows[i : i + CPU_ENCODER_SUB_BATCH])),
+                    ctranslate2.StorageView.from_array(np.ascontiguousarray(windows[i : i + step])),
                     to_cpu=True,
-                )
+                ),
+                dtype=np.float32,
             )
-            for i in range(0, windows.shape[0], CPU_ENCODER_SUB_BATCH)
+            for i in range(0, windows.shape[0], step)
         ]
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
+        return np.concatenate(parts)
 
-    def transcribe(self, features: list[torch.Tensor]) -> list[Transcript]:
-        """Transcribe clips from their Whisper log-mel features.
-
-        Args:
-            features: one float32 tensor per clip, shape ``(n_mels, num_frames_i)``, in
-                Whisper units (``judge_service.features.log_mel_spectrogram``).
-        Returns:
-            One ``Transcript`` per clip; clips over 30 s are cut into 30 s windows whose texts
-            are joined.
-        """
-        chunks: list[tuple[int, np.ndarray, int]] = []  # (clip index, padded window, token limit)
+    def _chunks(self, features: list[torch.Tensor]) -> list[tuple[int, np.ndarray, int, int]]:
+        """Cut clips into encoder windows: (clip index, padded window, frames, token limit)."""
+        chunks = []
         for clip_index, feats in enumerate(features):
             if feats.shape[0] != self.n_mels:
                 raise ValueError(f"model wants {self.n_mels} mel bins, got {feats.shape[0]}")
@@ -148,40 +146,83 @@ class WhisperTranscriber:
                 token_limit = TOKEN_MARGIN + math.ceil(
                     MAX_TOKENS_PER_SECOND * part.shape[1] / FRAMES_PER_SECOND
                 )
-                chunks.append((clip_index, window, token_limit))
+                chunks.append((clip_index, window, part.shape[1], token_limit))
+        return chunks
+
+    def _decode(self, encoded: np.ndarray, token_limits: list[int]) -> list[tuple[str, float, float, int]]:
+        """Greedy decoding of encoder states (batch, positions, d_model)."""
+        max_length = min(448, len(self._prompt) + max(token_limits))
+        outputs = self._model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
+            [self._prompt] * encoded.shape[0],
+            beam_size=1,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+        )
+        decoded = []
+        for output, token_limit in zip(outputs, token_limits):
+            tokens = [t for t in output.sequences_ids[0] if t < self._tokenizer.eot]
+            cut = len(tokens) > token_limit
+            tokens = tokens[:token_limit]
+            text = self._tokenizer.decode(tokens).strip()
+            avg_logprob = float(output.scores[0]) if output.scores else 0.0
+            no_speech = float(output.no_speech_prob)
+            # A cut (looping) chunk's mean log-probability depends on how far the batch
+            # decoded, so its silence test uses the no-speech probability alone.
+            low_confidence = cut or avg_logprob < LOGPROB_THRESHOLD
+            if no_speech > NO_SPEECH_PROB_THRESHOLD and low_confidence:
+                text = ""
+            decoded.append((text, no_speech, avg_logprob, len(tokens)))
+        return decoded
+
+    def encode_and_transcribe(
+        self, features: list[torch.Tensor], transcribe: list[bool] | None = None
+    ) -> tuple[list[Transcript | None], np.ndarray]:
+        """One encoder pass per clip, serving both style analysis and transcription.
+
+        Args:
+            features: one float32 tensor per clip, shape ``(n_mels, num_frames_i)``, in
+                Whisper units (``judge_service.features.log_mel_spectrogram``).
+            transcribe: per clip, whether to decode text (default: all).
+        Returns:
+            ``(transcripts, embeddings)``: a ``Transcript`` per clip (``None`` where not asked;
+            clips over 30 s are cut into 30 s windows whose texts are joined), and float32
+            ``(num_clips, 2 * d_model)``: mean and std of the encoder states over the clip's
+            own positions (padding excluded), the acoustic embedding of the style analysers.
+        """
+        transcribe = [True] * len(features) if transcribe is None else transcribe
+        chunks = self._chunks(features)
         by_window: dict[int, list[int]] = {}
-        for chunk_index, (_, window, _) in enumerate(chunks):
+        for chunk_index, (_, window, _, _) in enumerate(chunks):
             by_window.setdefault(window.shape[1], []).append(chunk_index)
         results: list[tuple[str, float, float, int] | None] = [None] * len(chunks)
-        for window_frames, chunk_indices in sorted(by_window.items()):
-            batch = np.stack([chunks[i][1] for i in chunk_indices])
-            max_length = min(448, len(self._prompt) + max(chunks[i][2] for i in chunk_indices))
-            outputs = self._model.generate(
-                self._encode(batch),
-                [self._prompt] * len(chunk_indices),
-                beam_size=1,
-                max_length=max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=True,
-            )
-            for chunk_index, output in zip(chunk_indices, outputs):
-                tokens = [t for t in output.sequences_ids[0] if t < self._tokenizer.eot]
-                token_limit = chunks[chunk_index][2]
-                cut = len(tokens) > token_limit
-                tokens = tokens[:token_limit]
-                text = self._tokenizer.decode(tokens).strip()
-                avg_logprob = float(output.scores[0]) if output.scores else 0.0
-                no_speech = float(output.no_speech_prob)
-                # A cut (looping) chunk's mean log-probability depends on how far the batch
-                # decoded, so its silence test uses the no-speech probability alone.
-                low_confidence = cut or avg_logprob < LOGPROB_THRESHOLD
-                if no_speech > NO_SPEECH_PROB_THRESHOLD and low_confidence:
-                    text = ""
-                results[chunk_index] = (text, no_speech, avg_logprob, len(tokens))
-        transcripts = []
+        sums = np.zeros((len(features), self._d_model), np.float64)
+        squares = np.zeros((len(features), self._d_model), np.float64)
+        counts = np.zeros(len(features), np.float64)
+        for _, chunk_indices in sorted(by_window.items()):
+            encoded = self._encode(np.stack([chunks[i][1] for i in chunk_indices]))
+            for row, chunk_index in enumerate(chunk_indices):
+                clip_index, _, frames, _ = chunks[chunk_index]
+                states = encoded[row, : max(1, math.ceil(frames / 2))].astype(np.float64)
+                sums[clip_index] += states.sum(axis=0)
+                squares[clip_index] += np.square(states).sum(axis=0)
+                counts[clip_index] += states.shape[0]
+            rows = [r for r, i in enumerate(chunk_indices) if transcribe[chunks[i][0]]]
+            if rows:
+                decoded = self._decode(encoded[rows], [chunks[chunk_indices[r]][3] for r in rows])
+                for r, result in zip(rows, decoded):
+                    results[chunk_indices[r]] = result
+        mean = sums / counts[:, None]
+        std = np.sqrt(np.maximum(squares / counts[:, None] - np.square(mean), 0.0))
+        embeddings = np.concatenate([mean, std], axis=1).astype(np.float32)
+        transcripts: list[Transcript | None] = []
         for clip_index in range(len(features)):
-            parts = [r for (c, _, _), r in zip(chunks, results) if c == clip_index and r is not None]
+            if not transcribe[clip_index]:
+                transcripts.append(None)
+                continue
+            parts = [r for (c, _, _, _), r in zip(chunks, results) if c == clip_index and r is not None]
             transcripts.append(
                 Transcript(
                     text=" ".join(p[0] for p in parts if p[0]).strip(),
@@ -190,4 +231,9 @@ class WhisperTranscriber:
                     num_tokens=sum(p[3] for p in parts),
                 )
             )
-        return transcripts
+        return transcripts, embeddings
+
+    def transcribe(self, features: list[torch.Tensor]) -> list[Transcript]:
+        """Transcripts only (see ``encode_and_transcribe``)."""
+        transcripts, _ = self.encode_and_transcribe(features)
+        return [t for t in transcripts if t is not None]

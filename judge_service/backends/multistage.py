@@ -1,5 +1,8 @@
-"""The multi-stage judge backend: log-mel -> Whisper ASR -> prosody -> labels and tone ->
-rubric score. Registered as ``paras2s-baseline`` (baseline heuristics and rubric).
+"""The multi-stage judge backend: log-mel -> Whisper (transcript + encoder states) -> prosody
+-> text embedding -> a ``StyleJudge`` for labels, tone and the rubric score.
+
+Registered as ``paras2s-baseline`` (heuristic ``BaselineJudge``) and ``paras2s-polytone``
+(the trained ``PolyToneJudge``); both share every acoustic stage below.
 
 Each unique clip of a batch (same PCM hash, same client text) is featurised, transcribed and
 measured once, so a group's query, or a query repeated across pairs, costs one analysis.
@@ -20,15 +23,14 @@ from judge_service.audio.clip import DecodedAudio
 from judge_service.backends.base import BackendJob, BatchReport, JobResult, JudgeInfo
 from judge_service.config import Settings
 from judge_service.features import frame_offsets, log_mel_spectrogram
-from judge_service.judge import baseline
 from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path
 from judge_service.judge.labels import LABEL_SETS
 from judge_service.judge.prosody import measure_prosody
+from judge_service.judge.stages import ClipEvidence, StyleJudge
 from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
 
 log = logging.getLogger(__name__)
 
-JUDGE_NAME = "paras2s-baseline"
 PIPELINE_VERSION = "features-1/asr-2/prosody-2"
 """Bump when code that changes a score changes (front end, ASR decoding, prosody): it enters
 the judge version, so caches keyed on the version never serve a stale score."""
@@ -53,8 +55,9 @@ def _resolve_device(requested: str) -> str:
 class MultiStageBackend:
     """The real judge. Loads Whisper and MiniLM at construction (seconds), not at import."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, judge: StyleJudge) -> None:
         self.device = _resolve_device(settings.device)
+        self.judge = judge
         threads = settings.resolved_threads()
         torch.set_num_threads(threads)
         whisper_path = settings.whisper_model_path or default_whisper_model_path()
@@ -68,23 +71,24 @@ class MultiStageBackend:
         )
         self.text = TextEmbedder(text_path, device=self.device)
         self.info = JudgeInfo(
-            name=JUDGE_NAME,
+            name=judge.name,
             version=self._version(whisper_path, text_path, settings.asr_min_window_s),
-            rubric_version=baseline.RUBRIC_VERSION,
+            rubric_version=judge.rubric_version,
             labels=LABEL_SETS,
-            description="Whisper ASR + measured prosody + heuristic labels + baseline rubric "
-            "(stand-in until the PolyTone-trained judge lands)",
+            description=judge.description,
         )
 
-    @staticmethod
-    def _version(whisper_path: Path, text_path: Path, asr_window_s: float) -> str:
-        """Hash of the weights and of every setting that changes a score."""
+    def _version(self, whisper_path: Path, text_path: Path, asr_window_s: float) -> str:
+        """Hash of every weight file and every setting that changes a score."""
         digest = hashlib.sha256()
         digest.update(_file_sha256(whisper_path / "model.bin").encode())
         for weights in sorted(text_path.glob("*.safetensors")):
             digest.update(_file_sha256(weights).encode())
+        for weights in self.judge.weight_files():
+            digest.update(_file_sha256(weights).encode())
         digest.update(
-            f"asr_window={asr_window_s};pipeline={PIPELINE_VERSION};rubric={baseline.RUBRIC_VERSION}".encode()
+            f"asr_window={asr_window_s};pipeline={PIPELINE_VERSION};judge={self.judge.name};"
+            f"rubric={self.judge.rubric_version}".encode()
         )
         return digest.hexdigest()[:16]
 
@@ -125,27 +129,24 @@ class MultiStageBackend:
         features = [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
         stage_ms["features"] = _ms_since(started)
 
-        # 3. ASR for clips without a client transcript.
+        # 3. Whisper: encoder states for every clip, text for clips without a client transcript.
         started = time.perf_counter()
-        to_transcribe = [i for i, (_, text) in enumerate(unique_keys) if text is None]
-        transcripts = self.asr.transcribe([features[i] for i in to_transcribe]) if to_transcribe else []
-        texts: list[str] = [text or "" for _, text in unique_keys]
-        asr_meta: dict[int, dict[str, Any]] = {}
-        for i, transcript in zip(to_transcribe, transcripts):
-            texts[i] = transcript.text
-            asr_meta[i] = {
+        transcripts, embeddings = self.asr.encode_and_transcribe(
+            features, [text is None for _, text in unique_keys]
+        )
+        texts: list[str] = []
+        asr_meta: list[dict[str, Any] | None] = []
+        for (_, client_text), transcript in zip(unique_keys, transcripts):
+            texts.append(client_text if transcript is None else transcript.text)
+            asr_meta.append(None if transcript is None else {
                 "no_speech_prob": round(transcript.no_speech_prob, 4),
                 "avg_logprob": round(transcript.avg_logprob, 4),
-            }
+            })
         stage_ms["asr"] = _ms_since(started)
 
-        # 4. Prosody, heuristic labels and tone per unique clip.
+        # 4. Prosody per unique clip.
         started = time.perf_counter()
         prosody = [measure_prosody(d.samples, texts[i]) for i, d in enumerate(unique_audio)]
-        labels = [baseline.heuristic_labels(p) for p in prosody]
-        tones = [
-            baseline.describe_tone(p, lab.get("gender", {}).get("label")) for p, lab in zip(prosody, labels)
-        ]
         stage_ms["prosody"] = _ms_since(started)
 
         # 5. Text embeddings of the unique transcripts.
@@ -154,21 +155,27 @@ class MultiStageBackend:
         vectors = dict(zip(distinct_texts, self.text.encode(distinct_texts)))
         stage_ms["text"] = _ms_since(started)
 
-        analyses = []
-        for i, (decoded, (_, client_text)) in enumerate(zip(unique_audio, unique_keys)):
-            analyses.append(
-                {
-                    "clip": _clip_dict(decoded),
-                    "transcript": texts[i],
-                    "transcript_source": "client" if client_text is not None else "asr",
-                    "asr": asr_meta.get(i),
-                    "prosody": prosody[i].to_dict(),
-                    "labels": labels[i],
-                    "tone": tones[i].to_dict(),
-                }
-            )
+        # 6. The style judge: labels and tone per clip (stages 2-3 of the paper's judge).
+        started = time.perf_counter()
+        evidence = [
+            ClipEvidence(texts[i], prosody[i], embeddings[i], vectors[texts[i]]) for i in range(len(unique_keys))
+        ]
+        styles = self.judge.describe(evidence)
+        analyses = [
+            {
+                "clip": _clip_dict(decoded),
+                "transcript": texts[i],
+                "transcript_source": "client" if client_text is not None else "asr",
+                "asr": asr_meta[i],
+                "prosody": prosody[i].to_dict(),
+                "labels": styles[i].labels,
+                "tone": styles[i].tone,
+            }
+            for i, (decoded, (_, client_text)) in enumerate(zip(unique_audio, unique_keys))
+        ]
+        stage_ms["style"] = _ms_since(started)
 
-        # 6. Rubric per pair.
+        # 7. Rubric per pair (stage 4).
         started = time.perf_counter()
         results = []
         for job in jobs:
@@ -176,15 +183,8 @@ class MultiStageBackend:
             scores = []
             for pair in job.pairs:
                 qi, ri = job_indices[pair.query_index], job_indices[pair.response_index]
-                emotion = pair.known_labels.get("emotion")
-                verdict = baseline.score_pair(
-                    cosine=float(np.dot(vectors[texts[qi]], vectors[texts[ri]])),
-                    response_has_text=bool(texts[ri].strip()),
-                    query_arousal=tones[qi].arousal,
-                    response_tone=tones[ri],
-                    query_emotion=emotion,
-                )
-                query_labels = dict(labels[qi])
+                verdict = self.judge.score(evidence[qi], styles[qi], evidence[ri], styles[ri], pair.known_labels)
+                query_labels = dict(styles[qi].labels)
                 for dimension, label in pair.known_labels.items():
                     query_labels[dimension] = {"label": label, "confidence": 1.0, "source": "client"}
                 scores.append(

@@ -10,10 +10,11 @@ from judge_service.config import Settings
 BackendFactory = Callable[[Settings], JudgeBackend]
 
 
-def _multistage(settings: Settings) -> JudgeBackend:
+def _baseline(settings: Settings) -> JudgeBackend:
     from judge_service.backends.multistage import MultiStageBackend
+    from judge_service.judge.baseline import BaselineJudge
 
-    return MultiStageBackend(settings)
+    return MultiStageBackend(settings, BaselineJudge())
 
 
 def _fake(settings: Settings) -> JudgeBackend:
@@ -23,7 +24,7 @@ def _fake(settings: Settings) -> JudgeBackend:
 
 
 _REGISTRY: dict[str, BackendFactory] = {
-    "paras2s-baseline": _multistage,
+    "paras2s-baseline": _baseline,
     "fake": _fake,
 }
 

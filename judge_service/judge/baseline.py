@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from judge_service.judge.prosody import Prosody
+from judge_service.judge.stages import ClipEvidence, ClipStyle, Verdict
 
 RUBRIC_VERSION = "paras2s-baseline-rubric/1"
 
@@ -153,20 +154,13 @@ def relevance_from_cosine(cosine: float) -> float:
     return float(np.clip((cosine - RELEVANCE_COSINE_ZERO) / span, 0.0, 1.0))
 
 
-@dataclass(frozen=True)
-class RubricVerdict:
-    score: float
-    rationale: str
-    components: dict[str, float]
-
-
 def score_pair(
     cosine: float,
     response_has_text: bool,
     query_arousal: float,
     response_tone: Tone,
     query_emotion: str | None,
-) -> RubricVerdict:
+) -> Verdict:
     """The baseline rubric; see the module docstring for the formula."""
     relevance = relevance_from_cosine(cosine) if response_has_text else 0.0
     if query_emotion is not None:
@@ -185,7 +179,7 @@ def score_pair(
         f"{'fits' if tone_fit >= 0.7 else 'partly fits' if tone_fit >= 0.4 else 'does not fit'} "
         f"{target_why} (reply arousal {response_tone.arousal:+.2f}, target {target:+.2f})."
     )
-    return RubricVerdict(
+    return Verdict(
         score=round(score, 6),
         rationale=rationale,
         components={
@@ -195,3 +189,37 @@ def score_pair(
             "target_arousal": round(target, 6),
         },
     )
+
+
+class BaselineJudge:
+    """The ``paras2s-baseline`` style judge: heuristics only, no trained weights."""
+
+    name = "paras2s-baseline"
+    rubric_version = RUBRIC_VERSION
+    description = (
+        "Whisper ASR + measured prosody + heuristic labels + baseline rubric "
+        "(stand-in until the PolyTone-trained judge is used)"
+    )
+
+    def weight_files(self) -> list:
+        return []
+
+    def describe(self, clips: list[ClipEvidence]) -> list[ClipStyle]:
+        styles = []
+        for clip in clips:
+            labels = heuristic_labels(clip.prosody)
+            tone = describe_tone(clip.prosody, labels.get("gender", {}).get("label"))
+            styles.append(ClipStyle(labels=labels, tone=tone.to_dict(), internal=tone))
+        return styles
+
+    def score(
+        self, query: ClipEvidence, query_style: ClipStyle, reply: ClipEvidence,
+        reply_style: ClipStyle, known_labels: dict[str, str],
+    ) -> Verdict:
+        return score_pair(
+            cosine=float(np.dot(query.text_vector, reply.text_vector)),
+            response_has_text=bool(reply.text.strip()),
+            query_arousal=query_style.internal.arousal,
+            response_tone=reply_style.internal,
+            query_emotion=known_labels.get("emotion"),
+        )

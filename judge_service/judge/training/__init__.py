@@ -1,0 +1,1 @@
+"""Training and evaluation of the PolyTone judge: data, features, fitting, metrics."""

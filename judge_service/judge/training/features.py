@@ -1,0 +1,69 @@
+"""Analyser inputs for many clips: pooled Whisper encoder states + prosody, cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from judge_service.audio.decode import resample_to_target
+from judge_service.features import frame_offsets, log_mel_spectrogram
+from judge_service.judge.analysers import PROSODY_FEATURES, prosody_vector
+from judge_service.judge.asr import WhisperTranscriber
+from judge_service.judge.prosody import measure_prosody
+from judge_service.judge.training.records import ClipRecord
+
+FEATURE_VERSION = "enc-meanstd+prosody-1"
+
+
+def read_clip(path: Path) -> np.ndarray:
+    samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    return resample_to_target(samples.mean(axis=1), int(rate))
+
+
+def clip_features(
+    clips: Sequence[np.ndarray], texts: Sequence[str | None], transcriber: WhisperTranscriber
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings ``(n, embedding_dim)``, prosody ``(n, len(PROSODY_FEATURES))``) for 16 kHz clips."""
+    packed, num_frames = log_mel_spectrogram([torch.from_numpy(c) for c in clips], n_mels=transcriber.n_mels, layout="packed")
+    offsets = frame_offsets(num_frames).tolist()
+    features = [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
+    _, embeddings = transcriber.encode_and_transcribe(features, [False] * len(clips))
+    prosody = np.stack([prosody_vector(measure_prosody(c, t)) for c, t in zip(clips, texts)])
+    return embeddings, prosody
+
+
+def extract(
+    records: Sequence[ClipRecord], transcriber: WhisperTranscriber, cache_dir: Path | None = None,
+    batch_size: int = 16, log_every_s: float = 30.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every record, computed once and cached under ``cache_dir`` (keyed by the
+    clip paths, file sizes and ``FEATURE_VERSION``)."""
+    key = hashlib.sha256(FEATURE_VERSION.encode())
+    for r in records:
+        key.update(f"{r.path}:{r.path.stat().st_size}:{r.text}\n".encode())
+    cache = cache_dir / f"features-{key.hexdigest()[:20]}.npz" if cache_dir else None
+    if cache is not None and cache.exists():
+        data = np.load(cache)
+        return data["embeddings"], data["prosody"]
+    embeddings, prosody = [], []
+    started = last = time.monotonic()
+    for i in range(0, len(records), batch_size):
+        chunk = records[i : i + batch_size]
+        e, p = clip_features([read_clip(r.path) for r in chunk], [r.text for r in chunk], transcriber)
+        embeddings.append(e)
+        prosody.append(p)
+        if time.monotonic() - last > log_every_s:
+            last = time.monotonic()
+            print(f"  features: {i + len(chunk)}/{len(records)} clips, {last - started:.0f} s", flush=True)
+    out_e = np.concatenate(embeddings) if embeddings else np.zeros((0, transcriber.embedding_dim), np.float32)
+    out_p = np.concatenate(prosody) if prosody else np.zeros((0, len(PROSODY_FEATURES)), np.float32)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, embeddings=out_e, prosody=out_p)
+    return out_e, out_p

@@ -1,0 +1,87 @@
+"""Fit the rubric scorer on rubric-levelled (query, reply) pairs from the scenario bank.
+
+Training pairs, for every train-split scenario and each of its two styles ``s`` (other: ``o``):
+
+* own replies: reply for ``s`` at level L, in its own tone            -> L
+* mismatched: the level-5 reply for ``o``, in its tone                  -> 2
+* tone swaps (the rubric's PolyTone): the level-5 *text* for ``s`` with
+  the voice of the level-4 reply (neutral delivery)                     -> 4
+  the voice of the level-5 reply for ``o`` (a contrary tone)            -> 2
+
+Query-style inputs are the analyser's *cross-fitted* probabilities for a rendering of the query
+in style ``s`` (predicted by an analyser that never saw that scenario), so the scorer learns to
+trust them as much as they deserve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from judge_service.judge.rubric import RubricConfig, RubricScorer, rubric_features
+
+
+@dataclass(frozen=True)
+class RubricExample:
+    query_text: int  # row in the text-embedding table
+    reply_text: int
+    query_style: int  # row in the query-style table
+    reply_voice: int  # row in the reply analysis tables (style probabilities, prosody)
+    target: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class RubricFitSettings:
+    epochs: int = 80
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    hidden_dim: int = 256
+    dropout: float = 0.2
+    seed: int = 0
+
+
+def build_features(
+    examples: list[RubricExample], text_table: np.ndarray, query_style_table: np.ndarray,
+    reply_style_table: np.ndarray, reply_prosody_table: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    q = np.array([e.query_text for e in examples])
+    r = np.array([e.reply_text for e in examples])
+    s = np.array([e.query_style for e in examples])
+    v = np.array([e.reply_voice for e in examples])
+    features = rubric_features(text_table[q], text_table[r], query_style_table[s], reply_style_table[v], reply_prosody_table[v])
+    targets = np.array([e.target for e in examples], dtype=np.float32)
+    return features, targets
+
+
+def fit_rubric(
+    features: np.ndarray, targets: np.ndarray, settings: RubricFitSettings = RubricFitSettings(),
+    trained_on: dict[str, object] | None = None,
+) -> RubricScorer:
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    config = RubricConfig(hidden_dim=settings.hidden_dim, dropout=settings.dropout, trained_on=trained_on or {})
+    if features.shape[1] != config.input_dim:
+        raise ValueError(f"rubric features have {features.shape[1]} columns, the model wants {config.input_dim}")
+    model = RubricScorer(config)
+    model.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
+    model.feature_std.copy_(torch.from_numpy(features.std(axis=0) + 1e-3))
+    x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    steps = settings.epochs * max(1, int(np.ceil(len(features) / settings.batch_size)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=steps)
+    model.train()
+    for _ in range(settings.epochs):
+        order = torch.from_numpy(rng.permutation(len(features)))
+        for start in range(0, len(order), settings.batch_size):
+            idx = order[start : start + settings.batch_size]
+            loss = torch.nn.functional.mse_loss(model(x_all[idx]), y_all[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+    return model

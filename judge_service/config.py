@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         "of this (at most 30 s) instead of always to 30 s: 10 s is ~3.5x faster on CPU than "
         "stock Whisper with a small accuracy cost (see README); 30 reproduces stock Whisper.",
     )
+    judge_model_path: Path | None = Field(
+        None,
+        description="Directory with a trained PolyTone judge (analysers + rubric safetensors), "
+        "as written by `paras2s-judge train`. Default: the judge shipped in the package.",
+    )
     text_model_path: Path | None = Field(
         None,
         description="A sentence-transformers model directory. Default: all-MiniLM-L6-v2 from "
@@ -109,7 +114,7 @@ class Settings(BaseSettings):
         5.0, gt=0.0, description="After a Redis error, how long to score without the cache."
     )
 
-    @field_validator("whisper_model_path", "text_model_path")
+    @field_validator("whisper_model_path", "text_model_path", "judge_model_path")
     @classmethod
     def _path_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():

@@ -23,7 +23,15 @@ def _fake(settings: Settings) -> JudgeBackend:
     return FakeBackendForTests(delay_ms=settings.fake_backend_delay_ms)
 
 
+def _polytone(settings: Settings) -> JudgeBackend:
+    from judge_service.backends.multistage import MultiStageBackend
+    from judge_service.judge.polytone_judge import PolyToneJudge
+
+    return MultiStageBackend(settings, PolyToneJudge(settings.judge_model_path))
+
+
 _REGISTRY: dict[str, BackendFactory] = {
+    "paras2s-polytone": _polytone,
     "paras2s-baseline": _baseline,
     "fake": _fake,
 }

@@ -4,6 +4,8 @@
     paras2s-judge score QUERY RESPONSE [--emotion sad ...] [--url URL]
     paras2s-judge analyze CLIP [--url URL]
     paras2s-judge demo [--port P]
+    paras2s-judge train [--out DIR] [--data-dir DIR] [--real-speech DIR]
+    paras2s-judge eval [--model DIR] [--data-dir DIR] [--real-speech DIR] [--out DIR]
     paras2s-judge openapi
 
 Settings come from JUDGE_* environment variables (see README); flags override host/port.
@@ -112,6 +114,32 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port)
 
 
+def _real_speech(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    default = Path("../shared/speech")
+    return default if default.is_dir() else None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from judge_service.judge.training.train import train_judge
+
+    real = _real_speech(args.real_speech)
+    print(f"training the PolyTone judge into {args.out} (data in {args.data_dir}, real speech: {real})")
+    train_judge(args.out, args.data_dir, real, seed=args.seed, workers=args.workers, build=not args.no_build)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from judge_service.judge.training.evaluate import evaluate_judge
+
+    metrics = evaluate_judge(args.model, args.data_dir, _real_speech(args.real_speech), args.out,
+                             seed=args.seed, include_baseline=not args.no_baseline)
+    print((args.out / "metrics.md").read_text())
+    print(f"metrics written to {args.out / 'metrics.json'} and {args.out / 'metrics.md'} ({metrics['seconds']:.0f} s)")
+    return 0
+
+
 def _openapi(args: argparse.Namespace) -> int:
     from judge_service.app import create_app
 
@@ -145,6 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start the service, score the bundled examples over HTTP, stop")
     demo.add_argument("--port", type=int, default=0, help="port for the demo server (0 = free port)")
     demo.set_defaults(func=_demo)
+
+    from judge_service.judge.polytone_judge import default_model_dir
+
+    train = sub.add_parser("train", help="render the PolyTone data and train the judge's analysers and rubric")
+    train.add_argument("--out", type=Path, default=default_model_dir(), help="model directory to write")
+    train.add_argument("--data-dir", type=Path, default=Path(".cache/polytone"), help="PolyTone data and feature cache")
+    train.add_argument("--real-speech", type=Path, default=None, help="TESS/EMO-DB/LibriSpeech manifests (default ../shared/speech if present)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--workers", type=int, default=2, help="rendering processes")
+    train.add_argument("--no-build", action="store_true", help="reuse the rendered data as it is")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")
+    evaluate.add_argument("--model", type=Path, default=default_model_dir())
+    evaluate.add_argument("--data-dir", type=Path, default=Path(".cache/polytone"))
+    evaluate.add_argument("--real-speech", type=Path, default=None)
+    evaluate.add_argument("--out", type=Path, default=Path("eval-results"))
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--no-baseline", action="store_true", help="skip the baseline judge comparison")
+    evaluate.set_defaults(func=_eval)
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document")
     openapi.set_defaults(func=_openapi)

@@ -1,0 +1,160 @@
+"""``paras2s-judge train``: regenerate the PolyTone data and the judge's weights.
+
+1. Render the PolyTone dataset (``judge.polytone.dataset``) into ``data_dir``.
+2. Extract analyser inputs (Whisper encoder states + prosody) for the synthetic clips and the
+   real corpora in ``real_speech_dir`` (TESS, EMO-DB, LibriSpeech; optional).
+3. Fit the analysers on the train-split queries (train voices) and all real speech.
+4. Fit the rubric scorer on rubric-levelled pairs of the train-split scenarios, with the
+   query-style inputs cross-fitted (predicted by analysers that did not see the scenario).
+5. Write ``analysers.*``, ``rubric.*`` and ``training.json`` to ``out_dir``.
+The test split and the held-out voices are never used here; ``evaluate.py`` measures on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from judge_service.judge.analysers import save_analyser
+from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path
+from judge_service.judge.labels import LABEL_SETS
+from judge_service.judge.rubric import save_rubric, style_vector
+from judge_service.judge.scenario_bank import SCENARIO_BANK_VERSION, bank_sha256
+from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
+from judge_service.judge.training.features import FEATURE_VERSION, extract
+from judge_service.judge.training.fit_analysers import FitSettings, fit_analyser, label_matrix, source_weights
+from judge_service.judge.training.fit_rubric import RubricExample, RubricFitSettings, build_features, fit_rubric
+from judge_service.judge.training.records import ClipRecord, load_polytone_manifest, load_real_speech
+
+CROSS_FIT_FOLDS = 5
+MISMATCH_TARGET = 2.0
+NEUTRAL_VOICE_TARGET = 4.0
+CONTRARY_VOICE_TARGET = 2.0
+
+
+def scenario_fold(scenario_id: str, folds: int = CROSS_FIT_FOLDS) -> int:
+    return int(hashlib.sha256(scenario_id.encode()).hexdigest()[:8], 16) % folds
+
+
+class TrainingData:
+    """Every clip the training uses, with features, loaded once."""
+
+    def __init__(self, data_dir: Path, real_speech_dir: Path | None, cache_dir: Path, log: Callable[[str], None]) -> None:
+        self.queries = load_polytone_manifest(data_dir, "query")
+        self.replies = load_polytone_manifest(data_dir, "reply")
+        self.real = load_real_speech(real_speech_dir) if real_speech_dir and real_speech_dir.is_dir() else []
+        log(f"[train] {len(self.queries)} query clips, {len(self.replies)} reply clips, {len(self.real)} real clips")
+        asr = WhisperTranscriber(default_whisper_model_path(), threads=2)
+        started = time.monotonic()
+        self.query_x = extract(self.queries, asr, cache_dir)
+        self.reply_x = extract(self.replies, asr, cache_dir)
+        self.real_x = extract(self.real, asr, cache_dir) if self.real else (
+            np.zeros((0, asr.embedding_dim), np.float32), np.zeros((0, self.query_x[1].shape[1]), np.float32))
+        log(f"[train] features extracted in {time.monotonic() - started:.0f} s")
+
+    def analyser_inputs(self, query_mask: np.ndarray, real_mask: np.ndarray | None = None) -> tuple:
+        """(embeddings, prosody, labels, weights, records) of the chosen queries + real clips."""
+        real_mask = np.ones(len(self.real), bool) if real_mask is None else real_mask
+        records = [r for r, m in zip(self.queries, query_mask) if m] + [r for r, m in zip(self.real, real_mask) if m]
+        emb = np.concatenate([self.query_x[0][query_mask], self.real_x[0][real_mask]])
+        pros = np.concatenate([self.query_x[1][query_mask], self.real_x[1][real_mask]])
+        return emb, pros, label_matrix(records), source_weights(records), records
+
+
+def rubric_examples(
+    queries: list[ClipRecord], replies: list[ClipRecord], text_index: dict[str, int], scenario_ids: set[str]
+) -> list[RubricExample]:
+    """Own replies -> their level; the other style's level 5 -> 2; the level-5 text in the
+    level-4 (neutral) voice -> 4 and in the other style's level-5 voice -> 2."""
+    reply_of: dict[tuple[str, str, int], int] = {}
+    styles_of: dict[str, set[str]] = {}
+    for i, r in enumerate(replies):
+        sid = str(r.meta["scenario_id"])
+        reply_of[(sid, str(r.meta["style"]), int(r.meta["level"]))] = i
+        styles_of.setdefault(sid, set()).add(str(r.meta["style"]))
+    examples = []
+    for qi, q in enumerate(queries):
+        sid, style = str(q.meta["scenario_id"]), str(q.meta["style"])
+        if sid not in scenario_ids or len(styles_of.get(sid, ())) != 2:
+            continue
+        (other,) = styles_of[sid] - {style}
+        q_text = text_index[q.text or ""]
+
+        def text_of(reply_row: int) -> int:
+            return text_index[replies[reply_row].text or ""]
+
+        for level in range(1, 6):
+            row = reply_of[(sid, style, level)]
+            examples.append(RubricExample(q_text, text_of(row), qi, row, float(level), f"own-{level}"))
+        own5, own4, other5 = reply_of[(sid, style, 5)], reply_of[(sid, style, 4)], reply_of[(sid, other, 5)]
+        examples.append(RubricExample(q_text, text_of(other5), qi, other5, MISMATCH_TARGET, "mismatched"))
+        examples.append(RubricExample(q_text, text_of(own5), qi, own4, NEUTRAL_VOICE_TARGET, "l5-text-neutral-voice"))
+        examples.append(RubricExample(q_text, text_of(own5), qi, other5, CONTRARY_VOICE_TARGET, "l5-text-contrary-voice"))
+    return examples
+
+
+def train_judge(
+    out_dir: Path, data_dir: Path, real_speech_dir: Path | None, seed: int = 0, workers: int = 2,
+    build: bool = True, log: Callable[[str], None] = print,
+) -> dict:
+    """Run steps 1-5 (see the module docstring); returns the summary written to training.json."""
+    started = time.monotonic()
+    if build:
+        from judge_service.judge.polytone.dataset import build_dataset
+
+        build_dataset(data_dir, workers=workers, seed=seed, log=log)
+    data = TrainingData(data_dir, real_speech_dir, data_dir / "cache", log)
+    train_q = np.array([r.meta["split"] == "train" and r.meta["voice_split"] == "train" for r in data.queries])
+    fit = FitSettings(seed=seed)
+
+    # Cross-fitted query styles for the rubric: each fold's queries predicted by analysers
+    # that never saw their scenario.
+    query_style = np.zeros((len(data.queries), sum(len(v) for v in LABEL_SETS.values())), np.float32)
+    folds = np.array([scenario_fold(str(r.meta["scenario_id"])) for r in data.queries])
+    for fold in range(CROSS_FIT_FOLDS):
+        emb, pros, labels, weights, records = data.analyser_inputs(train_q & (folds != fold))
+        model = fit_analyser(emb, pros, labels, weights, fit)
+        target = train_q & (folds == fold)
+        proba = model.predict_proba(data.query_x[0][target], data.query_x[1][target])
+        query_style[target] = np.stack([style_vector({d: proba[d][i] for d in LABEL_SETS}) for i in range(int(target.sum()))])
+        log(f"[train] cross-fit fold {fold + 1}/{CROSS_FIT_FOLDS} done ({time.monotonic() - started:.0f} s)")
+
+    emb, pros, labels, weights, records = data.analyser_inputs(train_q)
+    analyser = fit_analyser(emb, pros, labels, weights, fit, trained_on={
+        "polytone_train_queries": int(train_q.sum()),
+        "real_clips_by_corpus": {s: sum(r.source == s for r in data.real) for s in ("tess", "emodb", "librispeech")},
+    })
+    save_analyser(analyser, out_dir)
+    log(f"[train] analysers fitted on {len(records)} clips ({time.monotonic() - started:.0f} s)")
+
+    reply_proba = analyser.predict_proba(*data.reply_x)
+    reply_style = np.stack([style_vector({d: reply_proba[d][i] for d in LABEL_SETS}) for i in range(len(data.replies))])
+    texts = sorted({r.text or "" for r in data.queries + data.replies})
+    text_index = {t: i for i, t in enumerate(texts)}
+    text_table = TextEmbedder(default_text_model_path()).encode(texts)
+    train_scenarios = {str(r.meta["scenario_id"]) for r in data.queries if r.meta["split"] == "train"}
+    examples = [e for e in rubric_examples(data.queries, data.replies, text_index, train_scenarios) if train_q[e.query_style]]
+    features, targets = build_features(examples, text_table, query_style, reply_style, data.reply_x[1])
+    rubric = fit_rubric(features, targets, RubricFitSettings(seed=seed), trained_on={
+        "examples": len(examples), "scenarios": len(train_scenarios),
+        "kinds": {k: sum(e.kind == k for e in examples) for k in sorted({e.kind for e in examples})},
+    })
+    save_rubric(rubric, out_dir)
+    summary = {
+        "seed": seed,
+        "scenario_bank_version": SCENARIO_BANK_VERSION,
+        "scenario_bank_sha256": bank_sha256(),
+        "feature_version": FEATURE_VERSION,
+        "dataset": json.loads((data_dir / "build.json").read_text()) if (data_dir / "build.json").exists() else None,
+        "analyser_training_clips": len(records),
+        "rubric_examples": len(examples),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"[train] done in {summary['train_seconds']:.0f} s: weights in {out_dir}")
+    return summary

@@ -10,6 +10,10 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	@# espeak-ng (Debian) renders part of the PolyTone training voices; the service does not need it.
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -qq espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null)); } || \
+	  echo "note: espeak-ng is not installed; only 'paras2s-judge train' needs it (apt-get install espeak-ng)"
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
 	$(PY) -m pip install --quiet -e ".[test,tts]"

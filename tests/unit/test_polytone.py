@@ -52,6 +52,8 @@ def test_voice_sets_are_disjoint_and_each_covers_both_genders_and_all_ages():
     assert len(names) == len(set(names)) >= 16
     for a, b in [("train", "heldout"), ("train", "benchmark"), ("heldout", "benchmark")]:
         assert not {v.name for v in VOICE_SETS[a]} & {v.name for v in VOICE_SETS[b]}
+        variants = [{v.espeak_voice.split("+")[-1] for v in VOICE_SETS[x] if v.engine == "espeak"} for x in (a, b)]
+        assert not variants[0] & variants[1], (a, b)  # no espeak speaker in two sets
     for split, voices in VOICE_SETS.items():
         assert {v.gender for v in voices} == set(GENDERS), split
         assert {v.age for v in voices} == set(AGES), split

@@ -19,7 +19,14 @@ voice is meant to signal it; the dataset uses adult and senior voices for the ge
 The sets are disjoint by name: ``TRAIN_VOICES`` for training the analysers, ``HELDOUT_VOICES`` for
 their held-out evaluation (unseen texts AND unseen speakers) and ``BENCHMARK_VOICES`` for the
 synthetic benchmark split. Each set holds male and female voices and adult, child and senior
-ones. Renaming or retuning a profile changes the data: do it only together with a new build.
+ones. No espeak-ng variant is used in two sets, and near-duplicate variant families
+(steph/steph2/steph3 share their formants, as do f4/aunty/linda) are kept within one set or left
+out, so a held-out or benchmark espeak speaker is not a train speaker in disguise. Every Piper
+voice is joe underneath by design: only WORLD makes them different speakers.
+
+Whisper tiny.en word overlap on 20 bank texts (neutral style): Piper voices 0.88-0.93, espeak
+voices 0.71-0.87 (raw espeak-ng scores about the same: its own intelligibility is the limit).
+Renaming or retuning a profile changes the data: do it only together with a new build.
 """
 
 from __future__ import annotations
@@ -146,7 +153,7 @@ TRAIN_VOICES: tuple[VoiceProfile, ...] = (
     # seniors
     _piper("piper-grandpa", "male", "senior", f0_median_hz=125.0, formant_scale=0.96, tempo_scale=0.82,
            breathiness=0.3, tilt_db_per_octave=-1.5, **_SENIOR),
-    _espeak("espeak-aunty-senior", "en-us+aunty", "female", "senior", f0_median_hz=168.0,
+    _espeak("espeak-f1-senior", "en-us+f1", "female", "senior", f0_median_hz=165.0, formant_scale=0.98,
             espeak_speed_wpm=116, breathiness=0.25, **_SENIOR),
     _espeak("espeak-m7-senior", "en-us+m7", "male", "senior", f0_median_hz=120.0, formant_scale=0.97,
             espeak_speed_wpm=114, breathiness=0.25, jitter=0.015, shimmer_db=1.0, tremor_hz=6.0,
@@ -172,10 +179,10 @@ BENCHMARK_VOICES: tuple[VoiceProfile, ...] = (
     _espeak("espeak-quincy", "en-us+quincy", "male", "adult", espeak_speed_wpm=132),
     _piper("piper-mezzo", "female", "adult", f0_median_hz=210.0, formant_scale=1.13, tempo_scale=0.95,
            tilt_db_per_octave=-1.0),
-    _espeak("espeak-steph3", "en-us+steph3", "female", "adult", espeak_speed_wpm=132),
+    _espeak("espeak-f3", "en-us+f3", "female", "adult", espeak_speed_wpm=125),
     _piper("piper-kid", "female", "child", f0_median_hz=300.0, formant_scale=1.27, tempo_scale=0.9,
            f0_spread=1.3),
-    _espeak("espeak-steph-child", "en-us+steph", "female", "child", f0_median_hz=295.0, formant_scale=1.26,
+    _espeak("espeak-m2-boy", "en-us+m2", "male", "child", f0_median_hz=285.0, formant_scale=1.22,
             espeak_speed_wpm=124),
     _piper("piper-grandma", "female", "senior", f0_median_hz=175.0, formant_scale=1.1, tempo_scale=0.82,
            breathiness=0.3, **_SENIOR),

@@ -31,7 +31,7 @@ from judge_service.judge.text_embedding import TextEmbedder, default_text_model_
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "features-1/asr-2/prosody-2"
+PIPELINE_VERSION = "features-1/asr-2/prosody-3"
 """Bump when code that changes a score changes (front end, ASR decoding, prosody): it enters
 the judge version, so caches keyed on the version never serve a stale score."""
 

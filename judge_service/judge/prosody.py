@@ -24,9 +24,14 @@ F0_MAX_HZ = 600.0
 YIN_THRESHOLD = 0.1
 """Cumulative-mean-normalised difference below which a lag counts as a period (de Cheveigne
 & Kawahara 2002 use 0.1-0.15; 0.1 separated LibriSpeech genders best here)."""
+YIN_FALLBACK_THRESHOLD = 0.35
+"""When no dip crosses ``YIN_THRESHOLD`` (expressive, breathy or synthetic speech), YIN takes
+the global minimum; we accept it as voiced below this value (librosa's yin always accepts it)."""
 ACTIVITY_RANGE_DB = 30.0
 """A frame is active (speech, not pause) when within this many dB of the clip's loudest frame."""
 MIN_VOICED_FRAMES = 5
+SILENCE_DBFS = -70.0
+"""Frames quieter than this are never voiced, however periodic (digital silence, dither)."""
 
 _TAU_MIN = int(SAMPLE_RATE_HZ / F0_MAX_HZ)  # 26 samples
 _TAU_MAX = int(math.ceil(SAMPLE_RATE_HZ / F0_MIN_HZ))  # 267 samples
@@ -104,6 +109,10 @@ def yin_f0_hz(samples: torch.Tensor) -> torch.Tensor:
     is_dip = (lag < YIN_THRESHOLD) & (lag < prev) & (lag <= nxt)
     has_dip = is_dip.any(dim=1)
     first = torch.argmax(is_dip.to(torch.int8), dim=1) + _TAU_MIN
+    global_min, global_at = lag.min(dim=1)
+    fallback = ~has_dip & (global_min < YIN_FALLBACK_THRESHOLD)
+    first = torch.where(fallback, global_at + _TAU_MIN, first)
+    has_dip = has_dip | fallback
     rows = torch.arange(cmnd.shape[0])
     left, mid, right = cmnd[rows, first - 1], cmnd[rows, first], cmnd[rows, first + 1]
     denom = left - 2.0 * mid + right
@@ -129,12 +138,19 @@ def yin_f0_hz_reference(samples: np.ndarray) -> np.ndarray:
         cmnd = np.ones_like(diff)
         running = np.cumsum(diff[1:]) / np.arange(1, _TAU_MAX + 1)
         cmnd[1:] = diff[1:] / np.maximum(running, 1e-12)
+        chosen = None
         for tau in range(_TAU_MIN, _TAU_MAX):
             if cmnd[tau] < YIN_THRESHOLD and cmnd[tau] < cmnd[tau - 1] and cmnd[tau] <= cmnd[tau + 1]:
-                denom = cmnd[tau - 1] - 2 * cmnd[tau] + cmnd[tau + 1]
-                shift = 0.5 * (cmnd[tau - 1] - cmnd[tau + 1]) / denom if abs(denom) > 1e-12 else 0.0
-                f0[i] = SAMPLE_RATE_HZ / (tau + min(max(shift, -1.0), 1.0))
+                chosen = tau
                 break
+        if chosen is None:
+            best = _TAU_MIN + int(np.argmin(cmnd[_TAU_MIN:_TAU_MAX]))
+            chosen = best if cmnd[best] < YIN_FALLBACK_THRESHOLD else None
+        if chosen is not None:
+            tau = chosen
+            denom = cmnd[tau - 1] - 2 * cmnd[tau] + cmnd[tau + 1]
+            shift = 0.5 * (cmnd[tau - 1] - cmnd[tau + 1]) / denom if abs(denom) > 1e-12 else 0.0
+            f0[i] = SAMPLE_RATE_HZ / (tau + min(max(shift, -1.0), 1.0))
     return _gate_by_activity(torch.from_numpy(f0), torch.from_numpy(x[: samples.shape[0]])).numpy()
 
 
@@ -143,7 +159,7 @@ def _gate_by_activity(f0: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
     energy = frame_energy_db(samples)
     n = min(f0.shape[0], energy.shape[0])
     active = torch.zeros_like(f0, dtype=torch.bool)
-    active[:n] = energy[:n] >= energy.max() - ACTIVITY_RANGE_DB
+    active[:n] = (energy[:n] >= energy.max() - ACTIVITY_RANGE_DB) & (energy[:n] > SILENCE_DBFS)
     return torch.where(active, f0, torch.zeros_like(f0))
 
 

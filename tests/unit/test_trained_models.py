@@ -52,12 +52,13 @@ def test_analyser_predictions_do_not_depend_on_the_batch():
 
 
 def test_fit_learns_a_separable_label_and_masks_unknown_ones():
-    emb, pros = random_inputs(400, seed=1)
+    n = 1500
+    emb, pros = random_inputs(n, seed=1)
     gender = (emb[:, 0] > 0).astype(np.int64)
-    labels = {dim: np.full(400, -1, np.int64) for dim in LABEL_SETS}
+    labels = {dim: np.full(n, -1, np.int64) for dim in LABEL_SETS}
     labels["gender"] = gender
     labels["emotion"][:100] = np.random.default_rng(2).integers(0, 7, 100)  # noise on a few
-    model = fit_analyser(emb, pros, labels, np.ones(400, np.float32), FitSettings(epochs=30, hidden_dim=32, batch_size=32))
+    model = fit_analyser(emb, pros, labels, np.ones(n, np.float32), FitSettings(epochs=30, hidden_dim=32, batch_size=64))
     test_emb, test_pros = random_inputs(200, seed=3)
     pred = model.predict_proba(test_emb, test_pros)["gender"].argmax(axis=1)
     assert accuracy((test_emb[:, 0] > 0).astype(int), pred) > 0.9

@@ -136,6 +136,10 @@ def _eval(args: argparse.Namespace) -> int:
     metrics = evaluate_judge(args.model, args.data_dir, _real_speech(args.real_speech), args.out,
                              seed=args.seed, include_baseline=not args.no_baseline)
     print((args.out / "metrics.md").read_text())
+    if args.model_card:
+        from judge_service.judge.training.model_card import write_model_card
+
+        print(f"model card written to {write_model_card(args.model, metrics)}")
     print(f"metrics written to {args.out / 'metrics.json'} and {args.out / 'metrics.md'} ({metrics['seconds']:.0f} s)")
     return 0
 
@@ -192,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=Path("eval-results"))
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--no-baseline", action="store_true", help="skip the baseline judge comparison")
+    evaluate.add_argument("--model-card", action="store_true", help="also write MODEL_CARD.md into the model directory")
     evaluate.set_defaults(func=_eval)
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document")

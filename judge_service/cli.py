@@ -126,7 +126,8 @@ def _train(args: argparse.Namespace) -> int:
 
     real = _real_speech(args.real_speech)
     print(f"training the PolyTone judge into {args.out} (data in {args.data_dir}, real speech: {real})")
-    train_judge(args.out, args.data_dir, real, seed=args.seed, workers=args.workers, build=not args.no_build)
+    train_judge(args.out, args.data_dir, real, seed=args.seed, workers=args.workers, build=not args.no_build,
+                max_seeds_per_dimension=args.max_seeds_per_dimension)
     return 0
 
 
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--workers", type=int, default=2, help="rendering processes")
     train.add_argument("--no-build", action="store_true", help="reuse the rendered data as it is")
+    train.add_argument("--max-seeds-per-dimension", type=int, default=None, help="a quick, small build (tests)")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")

@@ -100,14 +100,14 @@ def rubric_examples(
 
 def train_judge(
     out_dir: Path, data_dir: Path, real_speech_dir: Path | None, seed: int = 0, workers: int = 2,
-    build: bool = True, log: Callable[[str], None] = print,
+    build: bool = True, max_seeds_per_dimension: int | None = None, log: Callable[[str], None] = print,
 ) -> dict:
     """Run steps 1-5 (see the module docstring); returns the summary written to training.json."""
     started = time.monotonic()
     if build:
         from judge_service.judge.polytone.dataset import build_dataset
 
-        build_dataset(data_dir, workers=workers, seed=seed, log=log)
+        build_dataset(data_dir, workers=workers, seed=seed, max_seeds_per_dimension=max_seeds_per_dimension, log=log)
     data = TrainingData(data_dir, real_speech_dir, data_dir / "cache", log)
     train_q = np.array([r.meta["split"] == "train" and r.meta["voice_split"] == "train" for r in data.queries])
     fit = FitSettings(seed=seed)

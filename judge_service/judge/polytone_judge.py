@@ -21,7 +21,15 @@ from judge_service.judge import rubric as rubric_module
 from judge_service.judge.analysers import labels_from_proba, load_analyser, prosody_vector
 from judge_service.judge.baseline import describe_tone
 from judge_service.judge.labels import LABEL_SETS
-from judge_service.judge.rubric import RUBRIC_LEVELS, RUBRIC_VERSION, band_of, load_rubric, rubric_features, style_vector
+from judge_service.judge.rubric import (
+    RUBRIC_LEVELS,
+    RUBRIC_VERSION,
+    affinity_features,
+    band_of,
+    load_rubric,
+    rubric_features,
+    style_vector,
+)
 from judge_service.judge.stages import ClipEvidence, ClipStyle, Verdict
 
 JUDGE_NAME = "paras2s-polytone"
@@ -57,6 +65,7 @@ class PolyToneJudge:
             )
         self.analyser = load_analyser(self.model_dir)
         self.rubric = load_rubric(self.model_dir)
+        self.bank = self.rubric.bank()
 
     def weight_files(self) -> list[Path]:
         return [self.model_dir / analysers_module.WEIGHTS_FILE, self.model_dir / rubric_module.WEIGHTS_FILE]
@@ -95,9 +104,10 @@ class PolyToneJudge:
                 q_style[offset : offset + len(labels)] = 0.0
                 q_style[offset + labels.index(known_labels[dim])] = 1.0
             offset += len(labels)
+        affinity = affinity_features(self.bank.expected_levels(reply.text_vector[None]), q_style[None])
         features = rubric_features(
             query.text_vector[None], reply.text_vector[None], q_style[None],
-            reply_style.internal.style[None], reply_style.internal.prosody[None],
+            reply_style.internal.style[None], reply_style.internal.prosody[None], affinity,
         )
         score = float(self.rubric.score(features)[0])
         cue = self._cue(query_style.labels, known_labels)

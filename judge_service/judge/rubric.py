@@ -29,6 +29,15 @@ RUBRIC_VERSION = "paras2s-rubric/1"
 """The 5-level expert rubric (see judge_service/judge/scenario_bank.py) as learned here."""
 
 STYLE_DIM = sum(len(v) for v in LABEL_SETS.values())
+BANK_STYLES: tuple[tuple[str, str], ...] = tuple(
+    (dim, label) for dim, labels in LABEL_SETS.items() for label in labels
+    if not (dim == "emotion" and label == "neutral") and not (dim == "age" and label == "senior")
+)
+"""The styles scenario-bank replies are written for (no reply is written for a neutral or a
+senior speaker)."""
+AFFINITY_NEIGHBOURS = 8
+AFFINITY_TEMPERATURE = 0.05
+AFFINITY_DIM = len(BANK_STYLES) + len(LABEL_SETS)
 RUBRIC_LEVELS = {
     5: "the cue is recognised and the reply fits it in content and voice",
     4: "right content, but the voice adds nothing",
@@ -36,6 +45,56 @@ RUBRIC_LEVELS = {
     2: "the cue is misread or the reply partly mismatches it",
     1: "the cue is handled in reverse",
 }
+
+
+class ReplyBank:
+    """Training replies as (MiniLM vector, style written for, rubric level): a nearest-
+    neighbour memory of "how a reply like this one fits a speaker of style X". It generalises
+    to new texts through MiniLM's semantics (comforting vs congratulating replies cluster)."""
+
+    def __init__(self, vectors: np.ndarray, styles: np.ndarray, levels: np.ndarray, groups: list[str] | None = None) -> None:
+        self.vectors = vectors.astype(np.float32)
+        self.styles = styles.astype(np.int64)
+        self.levels = levels.astype(np.float32)
+        self.groups = np.array(groups) if groups is not None else None
+
+    def expected_levels(self, replies: np.ndarray, exclude_groups: list[str] | None = None) -> np.ndarray:
+        """``(n, len(BANK_STYLES))``: per style, the similarity-weighted mean level of the
+        ``AFFINITY_NEIGHBOURS`` nearest bank replies written for that style (leaving out
+        replies of ``exclude_groups[i]`` for row i: leave-one-scenario-out in training)."""
+        similarity = replies.astype(np.float32) @ self.vectors.T  # (n, m)
+        if exclude_groups is not None:
+            assert self.groups is not None, "exclusion needs the bank's groups"
+            similarity = np.where(self.groups[None, :] == np.array(exclude_groups)[:, None], -np.inf, similarity)
+        out = np.zeros((len(replies), len(BANK_STYLES)), np.float32)
+        for s in range(len(BANK_STYLES)):
+            columns = np.where(self.styles == s)[0]
+            if columns.size == 0:
+                continue
+            sims = similarity[:, columns]
+            k = min(AFFINITY_NEIGHBOURS, columns.size)
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            top_sims = np.take_along_axis(sims, top, axis=1)
+            weights = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / AFFINITY_TEMPERATURE)
+            weights = np.where(np.isfinite(top_sims), weights, 0.0)
+            levels = self.levels[columns][top]
+            out[:, s] = (weights * levels).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return out
+
+
+def affinity_features(expected: np.ndarray, query_style: np.ndarray) -> np.ndarray:
+    """Expected levels per bank style, plus per dimension the query-probability-weighted
+    expectation (how well the reply fits the speaker the query sounds like): ``(n, AFFINITY_DIM)``."""
+    offsets, start = {}, 0
+    for dim, labels in LABEL_SETS.items():
+        offsets[dim] = start
+        start += len(labels)
+    per_dim = []
+    for dim, labels in LABEL_SETS.items():
+        cols = [i for i, (d, _) in enumerate(BANK_STYLES) if d == dim]
+        probs = np.stack([query_style[:, offsets[dim] + labels.index(BANK_STYLES[i][1])] for i in cols], axis=1)
+        per_dim.append((probs * expected[:, cols]).sum(axis=1) / np.maximum(probs.sum(axis=1), 1e-6))
+    return np.concatenate([expected, np.stack(per_dim, axis=1)], axis=1).astype(np.float32)
 
 
 def style_vector(probabilities: dict[str, np.ndarray]) -> np.ndarray:
@@ -48,22 +107,27 @@ class RubricConfig:
     text_dim: int = 384
     hidden_dim: int = 256
     dropout: float = 0.2
+    bank_size: int = 0
+    calibration: tuple[float, float] = (0.0, 1.0)
+    """``score = clip(a + b * raw, 1, 5)``, fitted on cross-fitted predictions: undoes the
+    regression to the mean a scorer shows on scenarios it has never seen."""
     trained_on: dict[str, object] = field(default_factory=dict)
 
     @property
     def input_dim(self) -> int:
-        return 3 * self.text_dim + 2 * STYLE_DIM + STYLE_DIM * STYLE_DIM + len(PROSODY_FEATURES)
+        return 3 * self.text_dim + 2 * STYLE_DIM + STYLE_DIM * STYLE_DIM + len(PROSODY_FEATURES) + AFFINITY_DIM
 
 
 def rubric_features(
     query_text: np.ndarray, reply_text: np.ndarray, query_style: np.ndarray,
-    reply_style: np.ndarray, reply_prosody: np.ndarray,
+    reply_style: np.ndarray, reply_prosody: np.ndarray, affinity: np.ndarray,
 ) -> np.ndarray:
     """Rows of rubric inputs. Shapes: texts ``(n, text_dim)`` (unit-norm MiniLM, zeros for no
-    speech), styles ``(n, STYLE_DIM)``, prosody ``(n, len(PROSODY_FEATURES))``."""
+    speech), styles ``(n, STYLE_DIM)``, prosody ``(n, len(PROSODY_FEATURES))``, affinity
+    ``(n, AFFINITY_DIM)`` (``affinity_features``)."""
     interaction = np.einsum("ni,nj->nij", query_style, reply_style).reshape(len(query_style), -1)
     return np.concatenate(
-        [query_text, reply_text, query_text * reply_text, query_style, reply_style, interaction, reply_prosody],
+        [query_text, reply_text, query_text * reply_text, query_style, reply_style, interaction, reply_prosody, affinity],
         axis=1,
     ).astype(np.float32)
 
@@ -76,6 +140,9 @@ class RubricScorer(torch.nn.Module):
         self.config = config
         self.register_buffer("feature_mean", torch.zeros(config.input_dim))
         self.register_buffer("feature_std", torch.ones(config.input_dim))
+        self.register_buffer("bank_vectors", torch.zeros(config.bank_size, config.text_dim, dtype=torch.float16))
+        self.register_buffer("bank_styles", torch.zeros(config.bank_size, dtype=torch.int64))
+        self.register_buffer("bank_levels", torch.zeros(config.bank_size))
         self.net = torch.nn.Sequential(
             torch.nn.Linear(config.input_dim, config.hidden_dim),
             torch.nn.GELU(),
@@ -89,12 +156,20 @@ class RubricScorer(torch.nn.Module):
         raw = self.net((features - self.feature_mean) / self.feature_std).squeeze(-1)
         return 1.0 + 4.0 * torch.sigmoid(raw)
 
+    def bank(self) -> ReplyBank:
+        return ReplyBank(self.bank_vectors.float().numpy(), self.bank_styles.numpy(), self.bank_levels.numpy())
+
     @torch.no_grad()
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """Scores ``(n,)`` float64, one row at a time (batch-invariant)."""
+    def raw_score(self, features: np.ndarray) -> np.ndarray:
+        """Uncalibrated scores ``(n,)`` float64, one row at a time (batch-invariant)."""
         self.eval()
         x = torch.from_numpy(features.astype(np.float32))
         return np.array([float(self(x[i : i + 1])[0]) for i in range(x.shape[0])], dtype=np.float64)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Calibrated scores in [1, 5], ``(n,)`` float64."""
+        a, b = self.config.calibration
+        return np.clip(a + b * self.raw_score(features), 1.0, 5.0)
 
 
 WEIGHTS_FILE = "rubric.safetensors"
@@ -108,7 +183,9 @@ def save_rubric(model: RubricScorer, directory: Path) -> None:
 
 
 def load_rubric(directory: Path) -> RubricScorer:
-    config = RubricConfig(**json.loads((directory / CONFIG_FILE).read_text()))
+    raw = json.loads((directory / CONFIG_FILE).read_text())
+    raw["calibration"] = tuple(raw.get("calibration", (0.0, 1.0)))
+    config = RubricConfig(**raw)
     model = RubricScorer(config)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     model.eval()

@@ -16,7 +16,18 @@ from judge_service.judge.analysers import (
 )
 from judge_service.judge.labels import LABEL_SETS
 from judge_service.judge.prosody import measure_prosody
-from judge_service.judge.rubric import STYLE_DIM, RubricConfig, RubricScorer, load_rubric, rubric_features, save_rubric
+from judge_service.judge.rubric import (
+    AFFINITY_DIM,
+    BANK_STYLES,
+    STYLE_DIM,
+    ReplyBank,
+    RubricConfig,
+    RubricScorer,
+    affinity_features,
+    load_rubric,
+    rubric_features,
+    save_rubric,
+)
 from judge_service.judge.training.fit_analysers import FitSettings, fit_analyser
 from judge_service.judge.training.metrics import accuracy, uar
 from judge_service.testing import voiced_clip
@@ -82,6 +93,7 @@ def test_rubric_round_trip_range_and_invariance(tmp_path):
         rng.standard_normal((n, 384)).astype(np.float32), rng.standard_normal((n, 384)).astype(np.float32),
         rng.random((n, STYLE_DIM)).astype(np.float32), rng.random((n, STYLE_DIM)).astype(np.float32),
         rng.standard_normal((n, len(PROSODY_FEATURES))).astype(np.float32),
+        rng.random((n, AFFINITY_DIM)).astype(np.float32),
     )
     assert features.shape == (n, RubricConfig().input_dim)
     scores = model.score(features)
@@ -96,3 +108,23 @@ def test_uar_weights_classes_equally():
     p = np.array([0, 0, 0, 0, 0, 1])
     assert accuracy(y, p) == pytest.approx(0.8)
     assert uar(y, p) == pytest.approx(0.5)
+
+
+def test_reply_bank_reads_levels_of_similar_replies_and_leaves_a_scenario_out():
+    sad, happy = BANK_STYLES.index(("emotion", "sad")), BANK_STYLES.index(("emotion", "happy"))
+    comfort, cheer = np.eye(384, dtype=np.float32)[0], np.eye(384, dtype=np.float32)[1]
+    bank = ReplyBank(
+        vectors=np.stack([comfort, cheer, comfort, cheer]),
+        styles=np.array([sad, sad, happy, happy]),
+        levels=np.array([5.0, 1.0, 1.0, 5.0]),
+        groups=["s1", "s1", "s2", "s2"],
+    )
+    expected = bank.expected_levels(np.stack([comfort, cheer]))
+    assert expected[0, sad] == pytest.approx(5.0, abs=1e-3) and expected[0, happy] == pytest.approx(1.0, abs=1e-3)
+    assert expected[1, sad] == pytest.approx(1.0, abs=1e-3) and expected[1, happy] == pytest.approx(5.0, abs=1e-3)
+    left_out = bank.expected_levels(comfort[None], exclude_groups=["s1"])
+    assert left_out[0, sad] == 0.0  # only s1 had sad replies
+    query_sad = np.zeros((1, STYLE_DIM), np.float32)
+    query_sad[0, list(LABEL_SETS["emotion"]).index("sad")] = 1.0
+    fit = affinity_features(expected[:1], query_sad)
+    assert fit.shape == (1, AFFINITY_DIM) and fit[0, len(BANK_STYLES)] == pytest.approx(5.0, abs=1e-3)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from judge_service.judge.rubric import RubricConfig, RubricScorer, rubric_features
+from judge_service.judge.rubric import ReplyBank, RubricConfig, RubricScorer, affinity_features, rubric_features
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class RubricExample:
     reply_voice: int  # row in the reply analysis tables (style probabilities, prosody)
     target: float
     kind: str
+    group: str  # the scenario: left out of the reply bank when computing this row's affinity
 
 
 @dataclass(frozen=True)
@@ -46,27 +47,35 @@ class RubricFitSettings:
 
 def build_features(
     examples: list[RubricExample], text_table: np.ndarray, query_style_table: np.ndarray,
-    reply_style_table: np.ndarray, reply_prosody_table: np.ndarray,
+    reply_style_table: np.ndarray, reply_prosody_table: np.ndarray, bank: ReplyBank,
 ) -> tuple[np.ndarray, np.ndarray]:
     q = np.array([e.query_text for e in examples])
     r = np.array([e.reply_text for e in examples])
     s = np.array([e.query_style for e in examples])
     v = np.array([e.reply_voice for e in examples])
-    features = rubric_features(text_table[q], text_table[r], query_style_table[s], reply_style_table[v], reply_prosody_table[v])
+    expected = bank.expected_levels(text_table[r], exclude_groups=[e.group for e in examples])
+    affinity = affinity_features(expected, query_style_table[s])
+    features = rubric_features(
+        text_table[q], text_table[r], query_style_table[s], reply_style_table[v], reply_prosody_table[v], affinity
+    )
     targets = np.array([e.target for e in examples], dtype=np.float32)
     return features, targets
 
 
 def fit_rubric(
-    features: np.ndarray, targets: np.ndarray, settings: RubricFitSettings = RubricFitSettings(),
-    trained_on: dict[str, object] | None = None,
+    features: np.ndarray, targets: np.ndarray, bank: ReplyBank, settings: RubricFitSettings = RubricFitSettings(),
+    calibration: tuple[float, float] = (0.0, 1.0), trained_on: dict[str, object] | None = None,
 ) -> RubricScorer:
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    config = RubricConfig(hidden_dim=settings.hidden_dim, dropout=settings.dropout, trained_on=trained_on or {})
+    config = RubricConfig(hidden_dim=settings.hidden_dim, dropout=settings.dropout, bank_size=len(bank.levels),
+                          calibration=calibration, trained_on=trained_on or {})
     if features.shape[1] != config.input_dim:
         raise ValueError(f"rubric features have {features.shape[1]} columns, the model wants {config.input_dim}")
     model = RubricScorer(config)
+    model.bank_vectors.copy_(torch.from_numpy(bank.vectors).half())
+    model.bank_styles.copy_(torch.from_numpy(bank.styles))
+    model.bank_levels.copy_(torch.from_numpy(bank.levels))
     model.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
     model.feature_std.copy_(torch.from_numpy(features.std(axis=0) + 1e-3))
     x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
@@ -85,3 +94,15 @@ def fit_rubric(
             scheduler.step()
     model.eval()
     return model
+
+
+def fit_calibration(raw: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """``a + b * raw`` that maps the mean cross-fitted prediction of each target level onto the
+    level (weighted by count): per-level *means* come out unbiased, which is what a benchmark
+    averaging scores per system needs. (A least-squares fit of targets on predictions would
+    instead shrink every score toward 3: regression dilution from noisy predictions.)"""
+    levels = np.unique(targets)
+    means = np.array([raw[targets == level].mean() for level in levels])
+    counts = np.array([(targets == level).sum() for level in levels], dtype=np.float64)
+    b, a = np.polyfit(means, levels, 1, w=np.sqrt(counts))
+    return (float(a), float(max(b, 1e-3)))

@@ -49,8 +49,12 @@ learned rubric scorer maps the extracted text, labels and tone to the score.
   Whisper-exact log-mel features and shared with the ASR stage) plus 12 prosody measurements
   (YIN F0 statistics, energy, pauses, speaking rate).
 * Rubric scorer: an MLP on MiniLM embeddings of both transcripts (and their product), the
-  query's label probabilities, the reply's tone probabilities, their outer product and the
-  reply's prosody; output `1 + 4 * sigmoid(.)`.
+  query's label probabilities, the reply's tone probabilities, their outer product, the
+  reply's prosody and a *reply affinity*: for each style, the similarity-weighted rubric level
+  of the 8 nearest training replies written for that style (a memory of the train-split
+  replies, stored in the weights; leave-one-scenario-out while training). Output
+  `1 + 4 * sigmoid(.)`, then a linear calibration fitted so that the mean cross-fitted score
+  of each rubric level equals the level (clipped to [1, 5]).
 * Weights: {sizes}; loaded by path with safetensors (no pickle). The judge version hashes
   them together with the Whisper and MiniLM weights and the pipeline version.
 

@@ -23,18 +23,36 @@ import numpy as np
 from judge_service.judge.analysers import save_analyser
 from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path
 from judge_service.judge.labels import LABEL_SETS
-from judge_service.judge.rubric import save_rubric, style_vector
+from judge_service.judge.rubric import BANK_STYLES, ReplyBank, save_rubric, style_vector
 from judge_service.judge.scenario_bank import SCENARIO_BANK_VERSION, bank_sha256
 from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
 from judge_service.judge.training.features import FEATURE_VERSION, extract
 from judge_service.judge.training.fit_analysers import FitSettings, fit_analyser, label_matrix, source_weights
-from judge_service.judge.training.fit_rubric import RubricExample, RubricFitSettings, build_features, fit_rubric
+from judge_service.judge.training.fit_rubric import (
+    RubricExample,
+    RubricFitSettings,
+    build_features,
+    fit_calibration,
+    fit_rubric,
+)
 from judge_service.judge.training.records import ClipRecord, load_polytone_manifest, load_real_speech
 
 CROSS_FIT_FOLDS = 5
 MISMATCH_TARGET = 2.0
 NEUTRAL_VOICE_TARGET = 4.0
 CONTRARY_VOICE_TARGET = 2.0
+KNOWN_LABEL_FRACTION = 0.3
+
+
+def _set_one_hot(style: np.ndarray, query: ClipRecord) -> None:
+    """Overwrite the query's cue dimension in a STYLE_DIM vector with its true label."""
+    dim = str(query.meta["dimension"])
+    offset = 0
+    for d, labels in LABEL_SETS.items():
+        if d == dim:
+            style[offset : offset + len(labels)] = 0.0
+            style[offset + labels.index(str(query.labels[dim]))] = 1.0
+        offset += len(labels)
 
 
 def scenario_fold(scenario_id: str, folds: int = CROSS_FIT_FOLDS) -> int:
@@ -90,12 +108,29 @@ def rubric_examples(
 
         for level in range(1, 6):
             row = reply_of[(sid, style, level)]
-            examples.append(RubricExample(q_text, text_of(row), qi, row, float(level), f"own-{level}"))
+            examples.append(RubricExample(q_text, text_of(row), qi, row, float(level), f"own-{level}", sid))
         own5, own4, other5 = reply_of[(sid, style, 5)], reply_of[(sid, style, 4)], reply_of[(sid, other, 5)]
-        examples.append(RubricExample(q_text, text_of(other5), qi, other5, MISMATCH_TARGET, "mismatched"))
-        examples.append(RubricExample(q_text, text_of(own5), qi, own4, NEUTRAL_VOICE_TARGET, "l5-text-neutral-voice"))
-        examples.append(RubricExample(q_text, text_of(own5), qi, other5, CONTRARY_VOICE_TARGET, "l5-text-contrary-voice"))
+        examples.append(RubricExample(q_text, text_of(other5), qi, other5, MISMATCH_TARGET, "mismatched", sid))
+        examples.append(RubricExample(q_text, text_of(own5), qi, own4, NEUTRAL_VOICE_TARGET, "l5-text-neutral-voice", sid))
+        examples.append(RubricExample(q_text, text_of(own5), qi, other5, CONTRARY_VOICE_TARGET, "l5-text-contrary-voice", sid))
     return examples
+
+
+def reply_bank(replies: list[ClipRecord], text_index: dict[str, int], text_table: np.ndarray, scenario_ids: set[str]) -> ReplyBank:
+    """The rubric's nearest-neighbour memory: every reply of the given scenarios, once."""
+    seen, rows = set(), []
+    for r in replies:
+        key = (r.meta["scenario_id"], r.meta["style"], r.meta["level"])
+        if r.meta["scenario_id"] in scenario_ids and key not in seen:
+            seen.add(key)
+            rows.append(r)
+    style_index = {style: i for i, style in enumerate(BANK_STYLES)}
+    return ReplyBank(
+        vectors=text_table[[text_index[r.text or ""] for r in rows]],
+        styles=np.array([style_index[(str(r.meta["dimension"]), str(r.meta["style"]))] for r in rows]),
+        levels=np.array([float(r.meta["level"]) for r in rows]),
+        groups=[str(r.meta["scenario_id"]) for r in rows],
+    )
 
 
 def train_judge(
@@ -117,9 +152,11 @@ def train_judge(
     query_style = np.zeros((len(data.queries), sum(len(v) for v in LABEL_SETS.values())), np.float32)
     folds = np.array([scenario_fold(str(r.meta["scenario_id"])) for r in data.queries])
     for fold in range(CROSS_FIT_FOLDS):
+        target = train_q & (folds == fold)
+        if not target.any():  # tiny builds (tests) can leave a fold empty
+            continue
         emb, pros, labels, weights, records = data.analyser_inputs(train_q & (folds != fold))
         model = fit_analyser(emb, pros, labels, weights, fit)
-        target = train_q & (folds == fold)
         proba = model.predict_proba(data.query_x[0][target], data.query_x[1][target])
         query_style[target] = np.stack([style_vector({d: proba[d][i] for d in LABEL_SETS}) for i in range(int(target.sum()))])
         log(f"[train] cross-fit fold {fold + 1}/{CROSS_FIT_FOLDS} done ({time.monotonic() - started:.0f} s)")
@@ -139,9 +176,35 @@ def train_judge(
     text_table = TextEmbedder(default_text_model_path()).encode(texts)
     train_scenarios = {str(r.meta["scenario_id"]) for r in data.queries if r.meta["split"] == "train"}
     examples = [e for e in rubric_examples(data.queries, data.replies, text_index, train_scenarios) if train_q[e.query_style]]
-    features, targets = build_features(examples, text_table, query_style, reply_style, data.reply_x[1])
-    rubric = fit_rubric(features, targets, RubricFitSettings(seed=seed), trained_on={
-        "examples": len(examples), "scenarios": len(train_scenarios),
+    # Clients may send known labels, which the judge uses as one-hot probabilities; show the
+    # rubric such inputs: a copy of KNOWN_LABEL_FRACTION of the examples with the cue one-hot.
+    rng = np.random.default_rng(seed)
+    known_rows = []
+    for e in list(examples):
+        if rng.random() < KNOWN_LABEL_FRACTION:
+            known = query_style[e.query_style].copy()
+            _set_one_hot(known, data.queries[e.query_style])
+            known_rows.append(known)
+            e_known = RubricExample(e.query_text, e.reply_text, len(query_style) + len(known_rows) - 1,
+                                    e.reply_voice, e.target, e.kind + "+known-label", e.group)
+            examples.append(e_known)
+    query_style = np.concatenate([query_style, np.array(known_rows, np.float32).reshape(-1, query_style.shape[1])])
+    bank = reply_bank(data.replies, text_index, text_table, train_scenarios)
+    features, targets = build_features(examples, text_table, query_style, reply_style, data.reply_x[1], bank)
+    # Calibration from cross-fitted predictions: each fold scored by a rubric that never saw it.
+    example_folds = np.array([scenario_fold(e.group) for e in examples])
+    raw = np.zeros(len(examples))
+    rubric_fit = RubricFitSettings(seed=seed)
+    for fold in range(CROSS_FIT_FOLDS):
+        held = example_folds == fold
+        if not held.any():
+            continue
+        model = fit_rubric(features[~held], targets[~held], bank, rubric_fit)
+        raw[held] = model.raw_score(features[held])
+    calibration = fit_calibration(raw, targets)
+    log(f"[train] rubric calibration a={calibration[0]:.3f} b={calibration[1]:.3f} ({time.monotonic() - started:.0f} s)")
+    rubric = fit_rubric(features, targets, bank, rubric_fit, calibration=calibration, trained_on={
+        "examples": len(examples), "scenarios": len(train_scenarios), "reply_bank": len(bank.levels),
         "kinds": {k: sum(e.kind == k for e in examples) for k in sorted({e.kind for e in examples})},
     })
     save_rubric(rubric, out_dir)

@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     # --- Backend ------------------------------------------------------------------------------
     backend: str = Field(
         "paras2s-baseline",
-        description="Registered backend name: 'paras2s-baseline' (the real multi-stage judge "
-        "with the baseline rubric) or 'fake' (HTTP and scheduler tests only).",
+        description="Registered backend name: 'paras2s-baseline' (the multi-stage judge with "
+        "heuristic labels and rubric; the default until the trained judge meets its targets), "
+        "'paras2s-polytone' (the PolyTone-trained judge, see its model card) or 'fake' (HTTP "
+        "and scheduler tests only).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where models run; 'auto' takes CUDA when torch sees one."

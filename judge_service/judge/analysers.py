@@ -14,17 +14,16 @@ pickle. Training lives in ``judge.training``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from judge_service.judge.labels import LABEL_SETS
 from judge_service.judge.prosody import Prosody
+from judge_service.judge.weights import load_weights, read_config, save_weights
 
 PROSODY_FEATURES = (
     "f0_median_st",
@@ -130,24 +129,18 @@ CONFIG_FILE = "analysers.json"
 
 
 def save_analyser(model: StyleAnalyser, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / WEIGHTS_FILE))
-    config = asdict(model.config)
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    save_weights(model, asdict(model.config), directory, WEIGHTS_FILE, CONFIG_FILE)
 
 
 def load_analyser(directory: Path) -> StyleAnalyser:
     """Load from ``directory/analysers.{safetensors,json}`` (safetensors: no pickle)."""
-    raw = json.loads((directory / CONFIG_FILE).read_text())
+    raw = read_config(directory, CONFIG_FILE)
     raw["prosody_features"] = tuple(raw["prosody_features"])
     raw["labels"] = {k: tuple(v) for k, v in raw["labels"].items()}
     config = AnalyserConfig(**raw)
     if config.prosody_features != PROSODY_FEATURES:
         raise ValueError(f"{directory}: analyser was trained on other prosody features; retrain it")
-    model = StyleAnalyser(config)
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    model.eval()
-    return model
+    return load_weights(StyleAnalyser(config), directory, WEIGHTS_FILE)
 
 
 def labels_from_proba(proba: dict[str, np.ndarray], index: int, labels: dict[str, tuple[str, ...]]) -> dict[str, dict[str, object]]:

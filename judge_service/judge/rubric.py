@@ -14,16 +14,15 @@ the scorer can only fit the training data by using the heard style (PolyTone, ag
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from judge_service.judge.analysers import PROSODY_FEATURES
 from judge_service.judge.labels import LABEL_SETS
+from judge_service.judge.weights import load_weights, read_config, save_weights
 
 RUBRIC_VERSION = "paras2s-rubric/1"
 """The 5-level expert rubric (see judge_service/judge/scenario_bank.py) as learned here."""
@@ -177,19 +176,14 @@ CONFIG_FILE = "rubric.json"
 
 
 def save_rubric(model: RubricScorer, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / WEIGHTS_FILE))
-    (directory / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
+    save_weights(model, asdict(model.config), directory, WEIGHTS_FILE, CONFIG_FILE)
 
 
 def load_rubric(directory: Path) -> RubricScorer:
-    raw = json.loads((directory / CONFIG_FILE).read_text())
+    """Load from ``directory/rubric.{safetensors,json}`` (safetensors: no pickle)."""
+    raw = read_config(directory, CONFIG_FILE)
     raw["calibration"] = tuple(raw.get("calibration", (0.0, 1.0)))
-    config = RubricConfig(**raw)
-    model = RubricScorer(config)
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    model.eval()
-    return model
+    return load_weights(RubricScorer(RubricConfig(**raw)), directory, WEIGHTS_FILE)
 
 
 def band_of(score: float) -> int:

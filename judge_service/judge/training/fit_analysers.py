@@ -9,21 +9,15 @@ import torch
 
 from judge_service.judge.analysers import AnalyserConfig, StyleAnalyser
 from judge_service.judge.labels import LABEL_SETS
+from judge_service.judge.training.optim import OptimiserSettings, one_cycle
 from judge_service.judge.training.records import ClipRecord
 
 
 @dataclass(frozen=True)
-class FitSettings:
-    epochs: int = 60
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-2
-    hidden_dim: int = 256
-    dropout: float = 0.2
+class FitSettings(OptimiserSettings):
     feature_noise: float = 0.1
     """Gaussian noise (in standardised units) added to inputs while training: regularises
     the heads against the small number of real speakers."""
-    seed: int = 0
 
 
 def label_matrix(records: list[ClipRecord]) -> dict[str, np.ndarray]:
@@ -75,11 +69,7 @@ def fit_analyser(
         weight = np.zeros_like(counts)
         weight[present] = counts[present].sum() / (present.sum() * counts[present])
         class_weights[dim] = torch.from_numpy(weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    steps_per_epoch = max(1, int(np.ceil(len(features) / settings.batch_size)))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.learning_rate, total_steps=settings.epochs * steps_per_epoch
-    )
+    optimizer, scheduler = one_cycle(model, settings, len(features))
     model.train()
     for _ in range(settings.epochs):
         order = torch.from_numpy(rng.permutation(len(features)))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from judge_service.judge.training.optim import OptimiserSettings, one_cycle
 from judge_service.judge.rubric import ReplyBank, RubricConfig, RubricScorer, affinity_features, rubric_features
 
 
@@ -35,14 +36,9 @@ class RubricExample:
 
 
 @dataclass(frozen=True)
-class RubricFitSettings:
+class RubricFitSettings(OptimiserSettings):
     epochs: int = 80
     batch_size: int = 128
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-2
-    hidden_dim: int = 256
-    dropout: float = 0.2
-    seed: int = 0
 
 
 def build_features(
@@ -79,9 +75,7 @@ def fit_rubric(
     model.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
     model.feature_std.copy_(torch.from_numpy(features.std(axis=0) + 1e-3))
     x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    steps = settings.epochs * max(1, int(np.ceil(len(features) / settings.batch_size)))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=steps)
+    optimizer, scheduler = one_cycle(model, settings, len(features))
     model.train()
     for _ in range(settings.epochs):
         order = torch.from_numpy(rng.permutation(len(features)))

@@ -1,0 +1,29 @@
+"""Optimiser settings and set-up shared by the analyser and rubric fits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class OptimiserSettings:
+    epochs: int = 60
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    hidden_dim: int = 256
+    dropout: float = 0.2
+    seed: int = 0
+
+
+def one_cycle(
+    model: torch.nn.Module, settings: OptimiserSettings, num_examples: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a one-cycle learning-rate schedule over ``settings.epochs`` epochs."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    steps = settings.epochs * max(1, int(np.ceil(num_examples / settings.batch_size)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=steps)
+    return optimizer, scheduler

@@ -9,7 +9,7 @@ import torch
 
 from judge_service.judge.analysers import AnalyserConfig, StyleAnalyser
 from judge_service.judge.labels import LABEL_SETS
-from judge_service.judge.training.optim import OptimiserSettings, one_cycle
+from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle
 from judge_service.judge.training.records import ClipRecord
 
 
@@ -71,27 +71,24 @@ def fit_analyser(
         class_weights[dim] = torch.from_numpy(weight)
     optimizer, scheduler = one_cycle(model, settings, len(features))
     model.train()
-    for _ in range(settings.epochs):
-        order = torch.from_numpy(rng.permutation(len(features)))
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start : start + settings.batch_size]
-            x = x_all[idx]
-            noise = torch.randn_like(x) * settings.feature_noise * model.feature_std
-            logits = model(x + noise)
-            loss = torch.zeros(())
-            for dim, y_dim in y_all.items():
-                y = y_dim[idx]
-                known = y >= 0
-                if not known.any():
-                    continue
-                per_item = torch.nn.functional.cross_entropy(
-                    logits[dim][known], y[known], weight=class_weights[dim], reduction="none"
-                )
-                w = w_all[idx][known]
-                loss = loss + (per_item * w).sum() / w.sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+    for idx in minibatches(len(features), settings, rng):
+        x = x_all[idx]
+        noise = torch.randn_like(x) * settings.feature_noise * model.feature_std
+        logits = model(x + noise)
+        loss = torch.zeros(())
+        for dim, y_dim in y_all.items():
+            y = y_dim[idx]
+            known = y >= 0
+            if not known.any():
+                continue
+            per_item = torch.nn.functional.cross_entropy(
+                logits[dim][known], y[known], weight=class_weights[dim], reduction="none"
+            )
+            w = w_all[idx][known]
+            loss = loss + (per_item * w).sum() / w.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
     model.eval()
     return model

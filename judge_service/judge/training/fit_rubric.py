@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from judge_service.judge.training.optim import OptimiserSettings, one_cycle
+from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle
 from judge_service.judge.rubric import ReplyBank, RubricConfig, RubricScorer, affinity_features, rubric_features
 
 
@@ -77,15 +77,12 @@ def fit_rubric(
     x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
     optimizer, scheduler = one_cycle(model, settings, len(features))
     model.train()
-    for _ in range(settings.epochs):
-        order = torch.from_numpy(rng.permutation(len(features)))
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start : start + settings.batch_size]
-            loss = torch.nn.functional.mse_loss(model(x_all[idx]), y_all[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+    for idx in minibatches(len(features), settings, rng):
+        loss = torch.nn.functional.mse_loss(model(x_all[idx]), y_all[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
     model.eval()
     return model
 

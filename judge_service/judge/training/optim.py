@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,3 +28,11 @@ def one_cycle(
     steps = settings.epochs * max(1, int(np.ceil(num_examples / settings.batch_size)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=steps)
     return optimizer, scheduler
+
+
+def minibatches(num_examples: int, settings: OptimiserSettings, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+    """Index tensors of shuffled minibatches, ``settings.epochs`` passes over the examples."""
+    for _ in range(settings.epochs):
+        order = torch.from_numpy(rng.permutation(num_examples))
+        for start in range(0, num_examples, settings.batch_size):
+            yield order[start : start + settings.batch_size]

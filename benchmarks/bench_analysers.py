@@ -24,11 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import ClipFactory, provenance  # noqa: E402
 
-from judge_service.features import frame_offsets, log_mel_spectrogram  # noqa: E402
-from judge_service.judge.analysers import AnalyserConfig, StyleAnalyser, load_analyser, prosody_vector  # noqa: E402
+from judge_service.judge.analysers import AnalyserConfig, StyleAnalyser, load_analyser  # noqa: E402
 from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path  # noqa: E402
 from judge_service.judge.polytone_judge import default_model_dir  # noqa: E402
-from judge_service.judge.prosody import measure_prosody  # noqa: E402
+from judge_service.judge.training.features import clip_features  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analysers.csv"
 
@@ -44,11 +43,7 @@ def clips_of(duration_s: float, count: int, factory: ClipFactory) -> list[np.nda
 
 
 def analyse(clips: list[np.ndarray], asr: WhisperTranscriber, model: StyleAnalyser, transcribe: bool) -> None:
-    packed, num_frames = log_mel_spectrogram([torch.from_numpy(c) for c in clips], layout="packed")
-    offsets = frame_offsets(num_frames).tolist()
-    features = [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
-    transcripts, embeddings = asr.encode_and_transcribe(features, [transcribe] * len(clips))
-    prosody = np.stack([prosody_vector(measure_prosody(c, t.text if t else None)) for c, t in zip(clips, transcripts)])
+    embeddings, prosody = clip_features(clips, [None] * len(clips), asr, transcribe=transcribe)
     model.predict_proba(embeddings, prosody)
 
 

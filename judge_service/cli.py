@@ -121,9 +121,16 @@ def _real_speech(path: Path | None) -> Path | None:
     return default if default.is_dir() else None
 
 
+def _model_dir(path: Path | None) -> Path:
+    from judge_service.judge.polytone_judge import default_model_dir
+
+    return path if path is not None else default_model_dir()
+
+
 def _train(args: argparse.Namespace) -> int:
     from judge_service.judge.training.train import train_judge
 
+    args.out = _model_dir(args.out)
     real = _real_speech(args.real_speech)
     print(f"training the PolyTone judge into {args.out} (data in {args.data_dir}, real speech: {real})")
     train_judge(args.out, args.data_dir, real, seed=args.seed, workers=args.workers, build=not args.no_build,
@@ -134,6 +141,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from judge_service.judge.training.evaluate import evaluate_judge
 
+    args.model = _model_dir(args.model)
     metrics = evaluate_judge(args.model, args.data_dir, _real_speech(args.real_speech), args.out,
                              seed=args.seed, include_baseline=not args.no_baseline)
     print((args.out / "metrics.md").read_text())
@@ -179,10 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="port for the demo server (0 = free port)")
     demo.set_defaults(func=_demo)
 
-    from judge_service.judge.polytone_judge import default_model_dir
-
     train = sub.add_parser("train", help="render the PolyTone data and train the judge's analysers and rubric")
-    train.add_argument("--out", type=Path, default=default_model_dir(), help="model directory to write")
+    train.add_argument("--out", type=Path, default=None, help="model directory to write (default: the shipped judge's)")
     train.add_argument("--data-dir", type=Path, default=Path(".cache/polytone"), help="PolyTone data and feature cache")
     train.add_argument("--real-speech", type=Path, default=None, help="TESS/EMO-DB/LibriSpeech manifests (default ../shared/speech if present)")
     train.add_argument("--seed", type=int, default=0)
@@ -192,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")
-    evaluate.add_argument("--model", type=Path, default=default_model_dir())
+    evaluate.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped judge)")
     evaluate.add_argument("--data-dir", type=Path, default=Path(".cache/polytone"))
     evaluate.add_argument("--real-speech", type=Path, default=None)
     evaluate.add_argument("--out", type=Path, default=Path("eval-results"))

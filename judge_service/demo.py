@@ -6,16 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from judge_service.testing import RunningServer
 
 READY_TIMEOUT_S = 300.0
 
@@ -49,26 +47,6 @@ def example_score_request() -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited with code {process.returncode} while starting")
-        try:
-            if httpx.get(base_url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"the service was not ready within {timeout_s:.0f} s")
-
-
 def _row(values: list[str], widths: list[int]) -> str:
     return "  ".join(v[:w].ljust(w) for v, w in zip(values, widths))
 
@@ -93,17 +71,15 @@ def print_table(results: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> N
 
 
 def run_demo(port: int = 0) -> int:
-    port = port or free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "JUDGE_LOG_LEVEL": os.environ.get("JUDGE_LOG_LEVEL", "warning")}
-    env.pop("JUDGE_REDIS_URL", None)  # the demo shows the embedded default: in-process cache
-    print(f"starting the judge service on {base_url} (loading models)...", flush=True)
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "judge_service", "serve", "--host", "127.0.0.1", "--port", str(port)], env=env
+    # The embedded default: in-process cache (an empty JUDGE_REDIS_URL means no Redis).
+    server = RunningServer(
+        {"JUDGE_LOG_LEVEL": os.environ.get("JUDGE_LOG_LEVEL", "warning"), "JUDGE_REDIS_URL": ""},
+        ready_timeout_s=READY_TIMEOUT_S, port=port,
     )
-    try:
-        wait_ready(base_url, process, READY_TIMEOUT_S)
+    print(f"starting the judge service on {server.url} (loading models)...", flush=True)
+    started = time.monotonic()
+    with server:
+        base_url = server.url
         judge = httpx.get(base_url + "/v1/judge", timeout=10).json()
         print(f"ready in {time.monotonic() - started:.1f} s: judge {judge['name']} "
               f"version {judge['version']} rubric {judge['rubric_version']}\n", flush=True)
@@ -120,11 +96,5 @@ def run_demo(port: int = 0) -> int:
         again = httpx.post(base_url + "/v1/score", json=example_score_request(), timeout=300)
         print(f"the same request again: {float(again.headers['x-total-time-ms']):.0f} ms, "
               f"{again.headers['x-cache-hits']} of {len(pairs)} from the cache")
-        return 0
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print("service stopped")
+    print("service stopped")
+    return 0

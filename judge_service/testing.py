@@ -59,14 +59,14 @@ def free_port() -> int:
 
 
 class RunningServer:
-    """``python -m judge_service serve`` in its own process, on a free port.
+    """``python -m judge_service serve`` in its own process, on ``port`` (default: a free one).
 
     ``env`` adds JUDGE_* settings. Use as a context manager; ``url`` is the base URL and
     ``log_text()`` returns what the server printed (for assertions and failure messages).
     """
 
-    def __init__(self, env: dict[str, str] | None = None, ready_timeout_s: float = 180.0) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str] | None = None, ready_timeout_s: float = 180.0, port: int = 0) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "JUDGE_LOG_LEVEL": "info", **(env or {})}
         self.ready_timeout_s = ready_timeout_s

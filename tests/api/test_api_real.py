@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from judge_service.demo import example_score_request, examples_dir, load_example_pairs
-from judge_service.testing import RunningServer, b64
+from judge_service.testing import RunningServer
 
 from .bad_inputs import BAD_AUDIO
 

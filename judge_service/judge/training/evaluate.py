@@ -71,7 +71,7 @@ def analyser_metrics(data: TrainingData, seed: int, log: Callable[[str], None]) 
             "contrast_pairs": len(pairs),
         }
     out["heldout_synthetic"] = heldout
-    log(f"[eval] held-out synthetic: " + ", ".join(f"{d} contrast {m['contrast_accuracy']:.3f}" for d, m in heldout.items()))
+    log("[eval] held-out synthetic: " + ", ".join(f"{d} contrast {m['contrast_accuracy']:.3f}" for d, m in heldout.items()))
     if data.real:
         out["real_voices"] = real_voice_metrics(data, train_q, fit, with_real=True)
         out["real_voices_synthetic_only"] = real_voice_metrics(data, train_q, fit, with_real=False)

@@ -27,13 +27,19 @@ def read_clip(path: Path) -> np.ndarray:
 
 
 def clip_features(
-    clips: Sequence[np.ndarray], texts: Sequence[str | None], transcriber: WhisperTranscriber
+    clips: Sequence[np.ndarray], texts: Sequence[str | None], transcriber: WhisperTranscriber,
+    transcribe: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings ``(n, embedding_dim)``, prosody ``(n, len(PROSODY_FEATURES))``) for 16 kHz clips."""
+    """(embeddings ``(n, embedding_dim)``, prosody ``(n, len(PROSODY_FEATURES))``) for 16 kHz clips.
+
+    Speaking rate uses ``texts``; with ``transcribe``, clips without a text are transcribed
+    (what the service does) and the transcript is used instead."""
     packed, num_frames = log_mel_spectrogram([torch.from_numpy(c) for c in clips], n_mels=transcriber.n_mels, layout="packed")
     offsets = frame_offsets(num_frames).tolist()
     features = [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
-    _, embeddings = transcriber.encode_and_transcribe(features, [False] * len(clips))
+    asks = [transcribe and t is None for t in texts]
+    transcripts, embeddings = transcriber.encode_and_transcribe(features, asks)
+    texts = [tr.text if tr is not None else t for t, tr in zip(texts, transcripts)]
     prosody = np.stack([prosody_vector(measure_prosody(c, t)) for c, t in zip(clips, texts)])
     return embeddings, prosody
 

@@ -9,7 +9,7 @@ import torch
 
 from judge_service.judge.analysers import AnalyserConfig, StyleAnalyser
 from judge_service.judge.labels import LABEL_SETS
-from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle
+from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle, step
 from judge_service.judge.training.records import ClipRecord
 
 
@@ -86,9 +86,6 @@ def fit_analyser(
             )
             w = w_all[idx][known]
             loss = loss + (per_item * w).sum() / w.sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        step(optimizer, scheduler, loss)
     model.eval()
     return model

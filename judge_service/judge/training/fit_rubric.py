@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle
+from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle, step
 from judge_service.judge.rubric import ReplyBank, RubricConfig, RubricScorer, affinity_features, rubric_features
 
 
@@ -79,10 +79,7 @@ def fit_rubric(
     model.train()
     for idx in minibatches(len(features), settings, rng):
         loss = torch.nn.functional.mse_loss(model(x_all[idx]), y_all[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        step(optimizer, scheduler, loss)
     model.eval()
     return model
 

@@ -36,3 +36,10 @@ def minibatches(num_examples: int, settings: OptimiserSettings, rng: np.random.G
         order = torch.from_numpy(rng.permutation(num_examples))
         for start in range(0, num_examples, settings.batch_size):
             yield order[start : start + settings.batch_size]
+
+
+def step(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, loss: torch.Tensor) -> None:
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    scheduler.step()

@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get install -y -qq espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null)); } || \
 	  echo "note: espeak-ng is not installed; only 'paras2s-judge train' needs it (apt-get install espeak-ng)"
+	@# chromium (Debian) renders the benchmark's HTML report in one test; that test skips without it.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)); } || \
+	  echo "note: chromium is not installed; the HTML report test will be skipped (apt-get install chromium)"
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
 	$(PY) -m pip install --quiet -e ".[test,tts]"

@@ -97,7 +97,9 @@ def clip_seed(seed: int, clip_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}|{clip_id}".encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def _eligible(voices: Sequence[VoiceProfile], dimension: str, style: str, role: str) -> list[VoiceProfile]:
+def eligible_voices(voices: Sequence[VoiceProfile], dimension: str, style: str, role: str) -> list[VoiceProfile]:
+    """Voices that may speak a ``role`` ("query" or "reply") clip of ``dimension`` in ``style``:
+    replies are adult voices; age and gender queries need a voice of that age or gender."""
     if role == "reply":
         return [v for v in voices if v.age == "adult"]
     if dimension == "age":
@@ -124,7 +126,7 @@ def plan_clips(
     for sc in scenarios:
         voice_split, voice_set = _VOICE_SETS_BY_SPLIT[sc.split]
         k = voices_per_style if sc.split == "train" else heldout_voices_per_style
-        eligible = {st: sorted(_eligible(voice_set, sc.dimension, st, "query"), key=lambda v: v.name) for st in sc.styles}
+        eligible = {st: sorted(eligible_voices(voice_set, sc.dimension, st, "query"), key=lambda v: v.name) for st in sc.styles}
         k = min(k, *(len(v) for v in eligible.values()))
         if sc.dimension in ("emotion", "sarcasm"):
             shared = random.Random(f"{seed}|{sc.id}|query-voices").sample(eligible[sc.styles[0]], k)
@@ -142,7 +144,7 @@ def plan_clips(
                 ))  # fmt: skip
         if not reply_levels:
             continue
-        reply_voices = sorted(_eligible(voice_set, sc.dimension, "", "reply"), key=lambda v: v.name)
+        reply_voices = sorted(eligible_voices(voice_set, sc.dimension, "", "reply"), key=lambda v: v.name)
         voice = random.Random(f"{seed}|{sc.id}|reply-voice").choice(reply_voices)
         for st in sc.styles:
             for reply in sc.replies_for(st):

@@ -74,13 +74,14 @@ def render_all(
 
     ``workers`` processes (default: the CPU count); 0 renders in this process.
     """
-    todo = list({job.path: job for job in jobs if not job.path.exists()}.values())
+    unique = {job.path: job for job in jobs}
+    todo = [job for job in unique.values() if not job.path.exists()]
     if not todo:
         return 0
     if workers is None:
         workers = os.cpu_count() or 1
     started = time.monotonic()
-    log(f"[render] {len(todo)} clips ({len(jobs) - len(todo)} already on disk), {workers or 1} worker(s)")
+    log(f"[render] {len(todo)} clips ({len(unique) - len(todo)} already on disk), {workers or 1} worker(s)")
     if workers == 0:
         for done, job in enumerate(todo, start=1):
             _render_one(job)

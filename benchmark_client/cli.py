@@ -3,6 +3,7 @@
     paras2s-bench generate --out DIR [--per-dimension 100] [--seed 0] [--workers N]
     paras2s-bench real --out DIR [--tess PATH] [--emodb PATH] [--ravdess PATH] [--cremad PATH]
                        [--iemocap PATH] [--max-per-style N] [--seed 0]
+    paras2s-bench merge --out DIR MANIFEST [MANIFEST ...]   (e.g. the synthetic + the real split)
     paras2s-bench validate MANIFEST
     paras2s-bench run --manifest M --system NAME --out RESULTS.json [--judge-url URL]
                       [--concurrency 16] [--limit N] [--restart] [--no-progress]
@@ -46,6 +47,17 @@ def _real(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     manifest = build_real_split(Path(args.out), corpora, max_per_style=args.max_per_style, seed=args.seed)
     print(manifest.path)
+    return EXIT_OK
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from benchmark_client.manifest import MANIFEST_NAME, load_manifest, merge_manifests
+
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    merged = merge_manifests(Path(args.out) / MANIFEST_NAME, [load_manifest(m) for m in args.manifests], created)
+    print(merged.path)
     return EXIT_OK
 
 
@@ -146,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-style", type=int, default=None, help="cap items per (corpus, style)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_real)
+
+    p = sub.add_parser("merge", help="one manifest from several (absolute audio paths)")
+    p.add_argument("--out", required=True, help="output folder for manifest.jsonl")
+    p.add_argument("manifests", nargs="+")
+    p.set_defaults(func=_merge)
 
     p = sub.add_parser("validate", help="check a manifest and count its items")
     p.add_argument("manifest")

@@ -242,3 +242,23 @@ def load_manifest(path: str | Path, *, check_audio: bool = True) -> Manifest:
     if not items:
         raise ManifestError(f"{path}: the manifest has a header but no items")
     return Manifest(path=path, header=header, items=tuple(items))
+
+
+def merge_manifests(out_path: Path, manifests: list[Manifest], created: str) -> Manifest:
+    """One manifest holding every item of ``manifests`` (e.g. the synthetic and the real split),
+    with absolute audio paths so it can live anywhere. Ids must not collide."""
+    items: list[BenchItem] = []
+    seen: dict[str, Path] = {}
+    for manifest in manifests:
+        for item in manifest.items:
+            if item.id in seen:
+                raise ManifestError(f"{manifest.path}: id {item.id!r} is also in {seen[item.id]}; ids must be unique")
+            seen[item.id] = manifest.path
+            record = item.to_record()
+            record["audio"] = str(item.audio_path.resolve())
+            items.append(parse_item(record, out_path.parent, f"{manifest.path} ({item.id})"))
+    header = make_header({"name": "paras2s-bench merge", "sources": [
+        {"path": str(m.path.resolve()), "generator": m.header.get("generator")} for m in manifests]}, created)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(out_path, header, items)
+    return load_manifest(out_path)

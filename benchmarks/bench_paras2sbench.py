@@ -2,8 +2,11 @@
 
     .venv/bin/python benchmarks/bench_paras2sbench.py [--per-dimension 100] [--backend paras2s-baseline]
         [--systems topline,neutral_tone,...] [--concurrency 16] [--data-dir .cache/bench-synthetic]
+        [--real-speech ../shared/speech] [--real-per-style 15]
 
-1. ``paras2s-bench generate`` (timed; a rerun keeps the rendered clips).
+1. ``paras2s-bench generate`` (timed; a rerun keeps the rendered clips), plus, when
+   ``--real-speech`` holds TESS and EMO-DB, a real split of ``--real-per-style`` clips per
+   (corpus, emotion), merged into one manifest.
 2. One judge service (``--backend``, cache off so every pair is really judged) for all systems.
 3. Per system: ``run_benchmark`` against it, with the judge's Prometheus counters read before
    and after, so the wall time splits into where it goes: the judge's batch compute by stage
@@ -71,6 +74,13 @@ def time_split(doc: dict, before: dict[str, float], after: dict[str, float]) -> 
     return split
 
 
+def _stat(stat: dict) -> str:
+    if stat.get("mean") is None:
+        return "-"
+    lo, hi = stat["ci95"]
+    return f"{stat['mean']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-dimension", type=int, default=100)
@@ -79,6 +89,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--data-dir", default=".cache/bench-synthetic")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real-speech", default=str(Path(__file__).resolve().parents[2] / "shared" / "speech"))
+    parser.add_argument("--real-per-style", type=int, default=15)
     args = parser.parse_args()
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -86,6 +98,18 @@ def main() -> int:
     started = time.monotonic()
     manifest = generate(data_dir, per_dimension=args.per_dimension, seed=args.seed, log=log)
     generate_s = time.monotonic() - started
+    real = Path(args.real_speech)
+    if args.real_per_style > 0 and (real / "tess").is_dir() and (real / "emodb").is_dir():
+        from datetime import datetime, timezone
+
+        from benchmark_client.corpora import build_real_split
+        from benchmark_client.manifest import merge_manifests
+
+        real_split = build_real_split(data_dir / "real", {"tess": real / "tess", "emodb": real / "emodb"},
+                                      max_per_style=args.real_per_style, seed=args.seed)
+        manifest = merge_manifests(data_dir / "both" / "manifest.jsonl", [manifest, real_split],
+                                   datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        log(f"[bench] + real split: {len(real_split.items)} items (TESS, EMO-DB)")
     runs_dir = data_dir / f"runs-{args.backend}"
     rows = []
     env = {"JUDGE_BACKEND": args.backend, "JUDGE_CACHE_MAX_ENTRIES": "0", "JUDGE_REDIS_URL": "", "JUDGE_LOG_LEVEL": "warning"}
@@ -102,15 +126,17 @@ def main() -> int:
 
     print(f"\n{len(manifest.items)} queries, generated in {generate_s:.0f} s; judge {rows[0][1]['run']['judge']}")
     dims = list(rows[0][1]["table"]["splits"]["synthetic"]["dimensions"])
-    print("\n| system | overall [95% CI] | " + " | ".join(dims) + " | overlaps next |")
-    print("|---|---|" + "---|" * len(dims) + "---|")
+    has_real = "real" in rows[0][1]["table"]["splits"]
+    print("\n| system | overall [95% CI] | synthetic avg | " + " | ".join(dims) + " | real avg | overlaps next |")
+    print("|---|---|---|" + "---|" * len(dims) + "---|---|")
     for k, (name, doc, _) in enumerate(rows):
         table = doc["table"]
         nxt = rows[k + 1][1]["table"]["overall"]["ci95"] if k + 1 < len(rows) else None
         overlap = "-" if nxt is None else ("yes" if nxt[1] >= table["overall"]["ci95"][0] else "no")
         cells = [f"{table['splits']['synthetic']['dimensions'][d]['mean']:.2f}" for d in dims]
-        ci = table["overall"]["ci95"]
-        print(f"| {name} | {table['overall']['mean']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] | " + " | ".join(cells) + f" | {overlap} |")
+        real_avg = _stat(table["splits"]["real"]["average"]) if has_real else "-"
+        print(f"| {name} | {_stat(table['overall'])} | {_stat(table['splits']['synthetic']['average'])} | "
+              + " | ".join(cells) + f" | {real_avg} | {overlap} |")
     print("\n| system | pairs | scoring wall s | pairs/s | judge compute s | mean batch clips | decode s | "
           "client CPU s | client-server p50 ms | server p50 ms | stages s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -134,7 +160,8 @@ def main() -> int:
             writer.writerow({
                 **meta, "backend": args.backend, "system": name, "items": doc["counts"]["items"],
                 "overall_mean": round(table["overall"]["mean"], 4), "overall_ci95": json.dumps(table["overall"]["ci95"]),
-                "dimension_means": json.dumps({d: round(v["mean"], 4) for d, v in table["splits"]["synthetic"]["dimensions"].items()}),
+                "dimension_means": json.dumps({f"{split}/{d}": round(v["mean"], 4) for split, t in table["splits"].items()
+                                               for d, v in t["dimensions"].items() if v["mean"] is not None}),
                 "generate_s": round(generate_s, 1), "time_split": json.dumps({k: round(v, 3) for k, v in split.items()}),
             })  # fmt: skip
     print(f"\nappended to {RESULTS}")

@@ -126,3 +126,19 @@ def test_bench_item_reply_lookup_is_by_level() -> None:
     item = BenchItem(id="x", split="real", dimension="gender", style="male", contrast_group="g", audio="a.wav",
                      labels={"gender": "male"}, reference_replies=(ReferenceReply(4, "ok", "neutral"),))
     assert item.reply(4).text == "ok"
+
+
+def test_merge_makes_audio_paths_absolute_and_refuses_id_collisions(tmp_path: Path) -> None:
+    from benchmark_client.manifest import merge_manifests
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = load_manifest(_write(tmp_path / "a", [_item(tmp_path / "a")]))
+    second = load_manifest(_write(tmp_path / "b", [_item(tmp_path / "b", "b.sad", style="sad", split="real",
+                                                         labels={"emotion": "sad"})]))  # fmt: skip
+    merged = merge_manifests(tmp_path / "m" / "manifest.jsonl", [first, second], "2026-01-01T00:00:00+00:00")
+    assert [i.id for i in merged.items] == ["a.happy", "b.sad"]
+    assert merged.items[1].audio_path == (tmp_path / "b" / "audio" / "b.sad.wav").resolve()
+    assert {i.split for i in merged.items} == {"synthetic", "real"}
+    with pytest.raises(ManifestError, match="is also in"):
+        merge_manifests(tmp_path / "m2" / "manifest.jsonl", [first, first], "2026-01-01T00:00:00+00:00")

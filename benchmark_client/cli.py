@@ -7,6 +7,7 @@
     paras2s-bench validate MANIFEST
     paras2s-bench run --manifest M --system NAME --out RESULTS.json [--judge-url URL]
                       [--concurrency 16] [--limit N] [--restart] [--no-progress]
+    paras2s-bench serve-system --system NAME --manifest M [--host 127.0.0.1] [--port 8100]
     paras2s-bench report RESULTS.json          (re-writes RESULTS.md and RESULTS.html)
     paras2s-bench compare A.json B.json [--out CMP.md]
     paras2s-bench ci RESULTS.json [--min-overall X] [--baseline B.json --max-drop Y]
@@ -89,6 +90,22 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark_client.report import markdown_report
 
     print(markdown_report(doc))
+    return EXIT_OK
+
+
+def _serve_system(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from benchmark_client.manifest import load_manifest
+    from benchmark_client.systems import make_system
+    from benchmark_client.systems.http_server import create_app
+
+    manifest = load_manifest(args.manifest)
+    cache_dir = Path(args.reply_cache) if args.reply_cache else manifest.root / "reference_replies"
+    system = make_system(args.system, cache_dir=cache_dir, workers=args.workers)
+    system.prepare(manifest.items, _log)
+    _log(f"serving {system.name} on http://{args.host}:{args.port}/respond")
+    uvicorn.run(create_app(system, manifest), host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 
 
@@ -180,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-cache", default=None, help="reference replies' audio cache (default: MANIFEST_DIR/reference_replies)")
     p.add_argument("--workers", type=int, default=None, help="render processes for reference systems")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("serve-system", help="serve a system over the S2S HTTP contract (POST /respond)")
+    p.add_argument("--system", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--reply-cache", default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.set_defaults(func=_serve_system)
 
     p = sub.add_parser("report", help="re-write the Markdown and HTML reports of RESULTS.json")
     p.add_argument("results")

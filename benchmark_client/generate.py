@@ -4,7 +4,10 @@ For each dimension (emotion, sarcasm, age, gender): ``per_dimension`` texts, eac
 contrasting styles of its scenario (one contrast group per text), so ``4 x per_dimension x 2``
 queries. Texts are the test-split scenarios' surface variants (``scenario_bank.expand``: openers,
 "by the way", contractions; none adds a style cue), taken round-robin (variant 0 of every
-scenario, then variant 1, ...) so every scenario is used about equally. Only test-split scenarios
+scenario, then variant 1, ...) so every scenario is used about equally. The templates give at
+most 390 / 257 / 290 / 340 distinct texts for emotion / sarcasm / age / gender from the bank's
+test split (27-34 seeds a dimension), so ``per_dimension`` can go up to 257 (the paper used 300;
+more needs more hand-written test seeds, not more templates). Only test-split scenarios
 are used; the judge never trained on them.
 
 Voices come from ``BENCHMARK_VOICES`` (disjoint from the judge's train and held-out voices). For
@@ -54,7 +57,8 @@ def choose_texts(scenarios: Sequence[Scenario], per_dimension: int, seed: int) -
     scenarios; raises ``ValueError`` when the templates cannot make that many distinct texts."""
     if not scenarios:
         raise ValueError("no test-split scenarios for this dimension")
-    n_variants = math.ceil(per_dimension / len(scenarios))
+    # Ask for more variants than an even share, since some texts have fewer surface forms.
+    n_variants = 4 * math.ceil(per_dimension / len(scenarios))
     variants = {sc.id: expand(sc, n_variants, seed) for sc in scenarios}
     chosen: list[tuple[Scenario, int, str]] = []
     for index in range(n_variants):

@@ -158,20 +158,50 @@ def test_cli_exit_codes_validate_ci_compare(tmp_path, fake_judge) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-def test_end_to_end_with_the_real_judge_started_locally(tmp_path) -> None:
-    """generate -> run (no --judge-url: the CLI starts the bundled judge) for the best and the
-    worst reference system; the real judge must put silence far below the topline."""
+def test_end_to_end_with_the_real_judge(tmp_path) -> None:
+    """generate -> run with the real judge: ``topline`` started by the CLI with no --judge-url
+    (the bundled judge starts locally); ``silence`` and ``topline`` again, this time behind the
+    HTTP contract (``serve-system``), against one running judge. The judge must put silence far
+    below the topline, and the HTTP path must give the very same scores as the direct one."""
+    from judge_service.testing import free_port
+
     manifest = generate(tmp_path / "bench", per_dimension=1, seed=0, workers=0, log=lambda _: None)
-    means = {}
-    for name in ("topline", "silence"):
-        out = tmp_path / f"{name}.json"
-        done = subprocess.run([*BENCH, "run", "--manifest", str(manifest.path), "--system", name, "--out", str(out),
-                               "--no-progress", "--workers", "0"], capture_output=True, text=True, cwd=REPO,
-                              env={**os.environ, "JUDGE_REDIS_URL": ""}, timeout=400)  # fmt: skip
+    env = {**os.environ, "JUDGE_REDIS_URL": "", "PYTHONPATH": str(REPO)}
+
+    def run(system: str, out: Path, *extra: str) -> dict:
+        done = subprocess.run([*BENCH, "run", "--manifest", str(manifest.path), "--system", system, "--out", str(out),
+                               "--no-progress", "--workers", "0", *extra], capture_output=True, text=True, cwd=REPO,
+                              env=env, timeout=400)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
         doc = json.loads(out.read_text())
         assert doc["counts"] == {"items": 8, "scored": 8, "system_errors": 0, "judge_errors": 0}
-        assert doc["run"]["judge"]["name"] == "paras2s-baseline" and doc["run"]["judge_started_locally"]
+        assert doc["run"]["judge"]["name"] == "paras2s-baseline"
         assert all(i["query_transcript"] and i["rationale"] for i in doc["items"])
-        means[name] = doc["table"]["overall"]["mean"]
-    assert means["silence"] < 1.5 < 3.0 < means["topline"]
+        return doc
+
+    topline = run("topline", tmp_path / "topline.json")
+    assert topline["run"]["judge_started_locally"]
+    port = free_port()
+    system_server = subprocess.Popen([*BENCH, "serve-system", "--system", "topline", "--manifest", str(manifest.path),
+                                      "--port", str(port), "--workers", "0"], env=env, cwd=REPO,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        with RunningServer({"JUDGE_REDIS_URL": ""}) as judge:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    import httpx
+
+                    if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and system_server.poll() is None, "serve-system did not start"
+                time.sleep(0.2)
+            silence = run("silence", tmp_path / "silence.json", "--judge-url", judge.url)
+            over_http = run(f"http://127.0.0.1:{port}/respond", tmp_path / "http.json", "--judge-url", judge.url)
+    finally:
+        system_server.terminate()
+        system_server.wait(timeout=30)
+    assert silence["table"]["overall"]["mean"] < 1.5 < 3.0 < topline["table"]["overall"]["mean"]
+    assert [i["score"] for i in over_http["items"]] == [i["score"] for i in topline["items"]]

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from judge_service import __version__
 from judge_service.api import routes_analyze, routes_meta, routes_score
 from judge_service.api.error_table import install_error_handlers
+from judge_service.api.idempotency import IdempotencyMiddleware
 from judge_service.api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware
 from judge_service.backends.base import JudgeBackend
 from judge_service.backends.registry import create_backend
@@ -105,6 +106,9 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
     for router in routers:
         app.include_router(router)
     known_routes = {route.path for router in routers for route in router.routes} | {"/openapi.json", "/docs"}
+    if settings.idempotency_max_entries:
+        app.add_middleware(IdempotencyMiddleware, max_entries=settings.idempotency_max_entries,
+                           ttl_s=settings.idempotency_ttl_s)  # fmt: skip
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics_of=lambda: runtime.metrics, routes=known_routes)
     return app

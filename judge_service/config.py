@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         5.0, gt=0.0, description="After a Redis error, how long to score without the cache."
     )
 
+    # --- Idempotency-Key ------------------------------------------------------------------------
+    idempotency_max_entries: int = Field(
+        2048, ge=0, description="Answers kept for Idempotency-Key replays (0 turns the feature off)."
+    )
+    idempotency_ttl_s: float = Field(
+        600.0, gt=0.0, description="How long an answer is replayed for a repeated Idempotency-Key."
+    )
+
     @field_validator("whisper_model_path", "text_model_path", "judge_model_path")
     @classmethod
     def _path_exists(cls, value: Path | None) -> Path | None:

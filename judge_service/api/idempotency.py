@@ -8,8 +8,10 @@ header (1-200 visible ASCII characters) is remembered by (route, key):
 * once it has answered, the same key within ``ttl_s`` replays the stored status, headers and
   body, with ``idempotent-replayed: true``;
 * the same key with a *different* body is refused with 422 ``idempotency_key_reused``;
-* answers that a retry should redo are not stored: 429, 5xx, and requests cut short (the client
-  went away, the server shut down).
+* a keyed request whose client goes away is *not* cancelled (its retry is about to ask for the
+  answer): it runs to the end, bounded by the request timeout, and is stored;
+* answers that a retry should redo are not stored: 429, 499, 5xx, and requests cut short (the
+  server shut down).
 
 Memory is bounded: at most ``max_entries`` answers (oldest evicted first), each kept ``ttl_s``.
 The store is per process; across replicas the content-addressed score cache (Redis) still makes
@@ -137,7 +139,11 @@ class IdempotencyMiddleware:
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: disconnects, for the route's disconnect watch
+            # The route's disconnect watch would drop the work of a client that went away; with a
+            # key, that client's retry (or a concurrent twin) is about to ask for this very answer,
+            # so the work runs to the end (bounded by the request timeout) and is stored.
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
 
         status: int | None = None
         headers: list[tuple[bytes, bytes]] = []
@@ -156,7 +162,7 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture_send)
         finally:
-            keep = complete and status is not None and status != 429 and status < 500
+            keep = complete and status is not None and status not in (429, 499) and status < 500
             if keep:
                 entry.status, entry.headers, entry.body = status, headers, b"".join(parts)
             self.store.finish(store_key, entry, keep)

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	  echo "note: chromium is not installed; the HTML report test will be skipped (apt-get install chromium)"
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip "setuptools<81" wheel
-	$(PY) -m pip install --quiet -e ".[test,tts]"
+	$(PY) -m pip install --quiet -e ".[test,tts,rl]"
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -39,7 +39,7 @@ from benchmark_client.manifest import (
 from benchmark_client.rendering import RenderJob, content_seed, render_all
 from judge_service.judge.polytone.dataset import POLYTONE_VERSION, eligible_voices
 from judge_service.judge.polytone.styles import labels_for_style
-from judge_service.judge.polytone.voices import BENCHMARK_VOICES
+from judge_service.judge.polytone.voices import BENCHMARK_VOICES, VoiceProfile
 from judge_service.judge.scenario_bank import (
     DIMENSIONS,
     SCENARIO_BANK_VERSION,
@@ -70,26 +70,33 @@ def choose_texts(scenarios: Sequence[Scenario], per_dimension: int, seed: int) -
     return chosen
 
 
-def plan_items(per_dimension: int, seed: int, dimensions: Sequence[str] = DIMENSIONS) -> list[tuple[BenchItem, RenderJob]]:
-    """Every query of the split with its render job, in a stable order (dimension, text, style)."""
+def plan_items(
+    per_dimension: int, seed: int, dimensions: Sequence[str] = DIMENSIONS, *, scenario_split: str = "test",
+    voices: Sequence[VoiceProfile] = BENCHMARK_VOICES,
+) -> list[tuple[BenchItem, RenderJob]]:
+    """Every query of the split with its render job, in a stable order (dimension, text, style).
+
+    The benchmark is ``scenario_split="test"`` with ``BENCHMARK_VOICES``; the RL trainer plans its
+    training prompts from ``"train"`` scenarios with ``TRAIN_VOICES`` the same way.
+    """
     planned: list[tuple[BenchItem, RenderJob]] = []
     for dimension in dimensions:
-        scenarios = sorted(load_scenarios(dimension=dimension, split="test"), key=lambda s: s.id)
+        scenarios = sorted(load_scenarios(dimension=dimension, split=scenario_split), key=lambda s: s.id)
         for sc, index, text in choose_texts(scenarios, per_dimension, seed):
             group = f"{sc.id}.v{index}"
             rng = random.Random(f"{seed}|{group}|voices")
             # Emotion, sarcasm and gender queries are spoken by adults, so no second cue (a child's
             # or a senior's voice) changes which reply fits; age queries need their age's voices.
-            eligible = {st: sorted((v for v in eligible_voices(BENCHMARK_VOICES, dimension, st, "query")
+            eligible = {st: sorted((v for v in eligible_voices(voices, dimension, st, "query")
                                     if dimension == "age" or v.age == "adult"), key=lambda v: v.name)
                         for st in sc.styles}  # fmt: skip
             if dimension in ("emotion", "sarcasm"):
                 shared = rng.choice(eligible[sc.styles[0]])
-                voices = {st: shared for st in sc.styles}
+                chosen = {st: shared for st in sc.styles}
             else:
-                voices = {st: rng.choice(eligible[st]) for st in sc.styles}
+                chosen = {st: rng.choice(eligible[st]) for st in sc.styles}
             for style in sc.styles:
-                voice = voices[style]
+                voice = chosen[style]
                 item_id = f"{group}.{style}"
                 labels = {**labels_for_style(style if dimension in ("emotion", "sarcasm") else "neutral"),
                           "age": voice.age, "gender": voice.gender}  # fmt: skip
@@ -109,12 +116,14 @@ def plan_items(per_dimension: int, seed: int, dimensions: Sequence[str] = DIMENS
 def generate(
     out_dir: str | Path, *, per_dimension: int = DEFAULT_PER_DIMENSION, seed: int = 0,
     dimensions: Sequence[str] = DIMENSIONS, workers: int | None = None, log: Callable[[str], None] = print,
+    scenario_split: str = "test", voices: Sequence[VoiceProfile] = BENCHMARK_VOICES,
 ) -> Manifest:
-    """Render the split into ``out_dir`` (``audio/*.flac`` + ``manifest.jsonl``); resumable."""
+    """Render the split into ``out_dir`` (``audio/*.flac`` + ``manifest.jsonl``); resumable.
+    ``scenario_split``/``voices``: see ``plan_items`` (the defaults make the benchmark)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    planned = plan_items(per_dimension, seed, dimensions)
+    planned = plan_items(per_dimension, seed, dimensions, scenario_split=scenario_split, voices=voices)
     jobs = [RenderJob(j.text, j.voice, j.style, j.seed, out_dir / j.path) for _, j in planned]
     log(f"[generate] {len(planned)} queries: {len(dimensions)} dimensions x {per_dimension} texts x 2 styles")
     render_all(jobs, workers=workers, log=log)
@@ -126,7 +135,7 @@ def generate(
     ]
     header = make_header(
         {"name": "paras2s-bench generate", "split": "synthetic", "per_dimension": per_dimension, "seed": seed,
-         "dimensions": list(dimensions), "voices": [v.name for v in BENCHMARK_VOICES],
+         "dimensions": list(dimensions), "voices": [v.name for v in voices], "scenario_split": scenario_split,
          "scenario_bank_version": SCENARIO_BANK_VERSION, "scenario_bank_sha256": bank_sha256(),
          "polytone_version": POLYTONE_VERSION},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

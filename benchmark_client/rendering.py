@@ -39,6 +39,16 @@ def content_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def reply_job(text: str, tone: str, voice: str, cache_dir: Path) -> RenderJob:
+    """A reply spoken by ``voice`` in ``tone``, content-addressed under ``cache_dir`` (text, tone,
+    voice and the renderer version name the file), so everyone who says it shares one clip."""
+    from judge_service.judge.polytone.dataset import POLYTONE_VERSION
+
+    seed = content_seed(text, tone, voice)
+    key = hashlib.sha256(f"{POLYTONE_VERSION}|{voice}|{tone}|{seed}|{text}".encode()).hexdigest()[:24]
+    return RenderJob(text=text, voice=voice, style=tone, seed=seed, path=Path(cache_dir) / f"{key}.flac")
+
+
 _RENDERER = None
 
 

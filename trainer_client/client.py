@@ -344,6 +344,14 @@ class SyncJudgeClient:
     def score_group(self, query: AudioLike, responses: Sequence[AudioLike], **kwargs: Any) -> GroupScore:
         return self._run(self._client.score_group(query, responses, **kwargs))
 
+    def score_groups(self, groups: Sequence[tuple[AudioLike, Sequence[AudioLike]]]) -> list[GroupScore]:
+        """Several (query, responses) groups, all in flight at once."""
+
+        async def gather() -> list[GroupScore]:
+            return list(await asyncio.gather(*(self._client.score_group(q, r) for q, r in groups)))
+
+        return self._run(gather())
+
     def close(self) -> None:
         if self._loop.is_running():
             self._run(self._client.aclose())

@@ -21,7 +21,6 @@ that say the same thing share one file and a rerun renders nothing.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,9 +29,8 @@ import numpy as np
 import soundfile as sf
 
 from benchmark_client.manifest import BenchItem, ReferenceReply
-from benchmark_client.rendering import RenderJob, content_seed, render_all
+from benchmark_client.rendering import RenderJob, render_all, reply_job
 from benchmark_client.systems.base import SystemFailure, SystemResponse
-from judge_service.judge.polytone.dataset import POLYTONE_VERSION
 
 REFERENCE_SYSTEMS = ("topline", "neutral_tone", "tone_deaf_cascade", "mismatched", "reversed", "silence")
 """Reference systems, best first: the order a style-aware judge must reproduce."""
@@ -59,9 +57,7 @@ class ReferenceSystem:
     # -- planning --------------------------------------------------------------------------
 
     def _job(self, text: str, tone: str) -> RenderJob:
-        seed = content_seed(text, tone, self.voice)
-        key = hashlib.sha256(f"{POLYTONE_VERSION}|{self.voice}|{tone}|{seed}|{text}".encode()).hexdigest()[:24]
-        return RenderJob(text=text, voice=self.voice, style=tone, seed=seed, path=self.cache_dir / f"{key}.flac")
+        return reply_job(text, tone, self.voice, self.cache_dir)
 
     def plan(self, items: Sequence[BenchItem], log: Callable[[str], None] = print) -> dict[str, ReferenceReply]:
         """item id -> the reply this system speaks (text and tone); failures go to ``_failures``."""

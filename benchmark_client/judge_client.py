@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from trainer_client.client import retry_after_s
 
 TIMING_HEADERS = {
     "x-total-time-ms": "server_total_ms",
@@ -77,7 +78,7 @@ class JudgeClient:
                 await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
                 continue
             if reply.status_code in (429, 503) and attempt < self.max_retries:
-                await asyncio.sleep(_retry_after_s(reply))
+                await asyncio.sleep(retry_after_s(reply))
                 continue
             break
         timing: dict[str, Any] = {"client_s": round(time.perf_counter() - started, 4), "attempts": attempt + 1}
@@ -108,9 +109,3 @@ def _json_or_none(reply: httpx.Response) -> Any:
     except ValueError:
         return None
 
-
-def _retry_after_s(reply: httpx.Response) -> float:
-    try:
-        return max(0.05, float(reply.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0

@@ -286,7 +286,7 @@ class JudgeClient:
                 if reply.status_code not in RETRYABLE_STATUS:
                     raise JudgeRequestError(reply.status_code, *error)
                 last_problem = f"{reply.status_code} {error[0]}: {error[1]}"
-                wait_s = _retry_after_s(reply) if reply.status_code in (429, 503) else self._backoff(attempt)
+                wait_s = retry_after_s(reply) if reply.status_code in (429, 503) else self._backoff(attempt)
             if attempt < self.max_retries:
                 await asyncio.sleep(min(wait_s, max(0.0, deadline - time.monotonic())))
         raise JudgeUnavailableError(f"{method} {self.base_url}{path}: gave up after {self.max_retries + 1} attempts; last: {last_problem}")
@@ -308,11 +308,12 @@ def _error_of(reply: httpx.Response) -> tuple[str, str]:
     return str(error.get("type") or f"http_{reply.status_code}"), str(error.get("message") or reply.text[:300])
 
 
-def _retry_after_s(reply: httpx.Response) -> float:
+def retry_after_s(reply: httpx.Response, default_s: float = 1.0) -> float:
+    """Seconds to wait before retrying a 429/503, from its ``Retry-After`` (delta-seconds form)."""
     try:
-        return max(0.0, float(reply.headers.get("Retry-After", "1")))
+        return max(0.0, float(reply.headers.get("Retry-After", default_s)))
     except ValueError:
-        return 1.0
+        return default_s
 
 
 class SyncJudgeClient:

@@ -39,6 +39,7 @@ import soundfile as sf
 
 from benchmark_client.manifest import BenchItem
 from benchmark_client.systems.base import SystemFailure, SystemResponse, SystemSpecError
+from trainer_client.client import retry_after_s
 
 RESPONSE_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -92,7 +93,7 @@ class HttpSystem:
             except httpx.TransportError as exc:
                 raise SystemFailure("unreachable", f"{self.url}: {type(exc).__name__}: {exc}") from None
             if reply.status_code in (429, 503) and attempt < self.max_retries:
-                await asyncio.sleep(_retry_after_s(reply))
+                await asyncio.sleep(retry_after_s(reply))
                 continue
             if reply.status_code != 200:
                 raise SystemFailure(f"http_{reply.status_code}", f"{self.url} answered {reply.status_code}: {reply.text[:200]}")
@@ -104,12 +105,6 @@ class HttpSystem:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-
-def _retry_after_s(reply: httpx.Response) -> float:
-    try:
-        return max(0.0, float(reply.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
 
 
 class PythonSystem:

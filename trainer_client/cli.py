@@ -2,6 +2,7 @@
 
     paras2s-train experiment --out DIR [--judge-url URL] [--config grpo.json] [--train-per-dimension 40]
                              [--eval-per-dimension 25] [--label-fraction 0.1] [--steps N] [--workers N]
+    paras2s-train grpo --prompts MANIFEST --out DIR [--judge-url URL] [--config grpo.json] [--init POLICY]
     paras2s-train config > grpo.json            (the default GRPOConfig, to edit)
 
 With no ``--judge-url`` the bundled judge service is started locally (``JUDGE_*`` settings apply,
@@ -34,14 +35,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from trainer_client.grpo.experiment import experiment_markdown, run_experiment
 
     config = _config(args)
-    server = None
-    judge_url = args.judge_url
-    if judge_url is None:
-        from judge_service.testing import RunningServer
-
-        _log("[experiment] starting the judge service locally (pass --judge-url to use a running one)")
-        server = RunningServer({"JUDGE_REDIS_URL": "", "JUDGE_LOG_LEVEL": "warning"}).start()
-        judge_url = server.url
+    server, judge_url = _local_judge(args)
     try:
         report = run_experiment(Path(args.out), judge_url, config=config, train_per_dimension=args.train_per_dimension,
                                 eval_per_dimension=args.eval_per_dimension, label_fraction=args.label_fraction,
@@ -50,6 +44,53 @@ def _experiment(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     print(experiment_markdown(report))
+    return 0
+
+
+def _local_judge(args: argparse.Namespace):
+    if args.judge_url is not None:
+        return None, args.judge_url
+    from judge_service.testing import RunningServer
+
+    _log("[paras2s-train] starting the judge service locally (pass --judge-url to use a running one)")
+    server = RunningServer({"JUDGE_REDIS_URL": "", "JUDGE_LOG_LEVEL": "warning"}).start()
+    return server, server.url
+
+
+def _grpo(args: argparse.Namespace) -> int:
+    """GRPO of a ReplyPolicy on a manifest's prompts; the reference is the initial policy."""
+    import copy
+
+    import torch
+
+    from benchmark_client.manifest import load_manifest
+    from trainer_client.client import SyncJudgeClient
+    from trainer_client.grpo.data import prompts_from_manifest
+    from trainer_client.grpo.loop import GRPORun, JudgeRewards, Speaker, load_policy_tensors, resume, reward_curve_png, train_grpo
+    from trainer_client.grpo.policy import QueryFeatures, ReplyPolicy
+
+    config = _config(args)
+    prompts = prompts_from_manifest(load_manifest(args.prompts))
+    features = QueryFeatures()
+    features.fit([p.audio_path for p in prompts])
+    policy = ReplyPolicy(features, features(prompts[:1]).shape[1], seed=config.seed)
+    if args.init:
+        load_policy_tensors(policy, Path(args.init))
+    out = Path(args.out)
+    run = GRPORun(policy, copy.deepcopy(policy).requires_grad_(False),
+                  torch.optim.Adam(policy.parameters(), lr=config.learning_rate), config, out)  # fmt: skip
+    if resume(run):
+        _log(f"[paras2s-train] resumed at step {run.step} from {out / 'checkpoints'}")
+    server, url = _local_judge(args)
+    try:
+        with SyncJudgeClient(url, deadline_s=None) as client:
+            client.wait_until_ready()
+            train_grpo(run, prompts, JudgeRewards(client, Speaker(out / "replies"), config.reward_scale), _log)
+    finally:
+        if server is not None:
+            server.stop()
+    reward_curve_png(out / "log.jsonl", out / "reward_curve.png")
+    print(out / "checkpoints")
     return 0
 
 
@@ -74,6 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--label-fraction", type=float, default=0.1)
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=_experiment)
+    p = sub.add_parser("grpo", help="GRPO of the CPU ReplyPolicy on a manifest's prompts (resumable)")
+    p.add_argument("--prompts", required=True, help="a paras2s-bench manifest of spoken prompts")
+    p.add_argument("--out", required=True)
+    p.add_argument("--judge-url", default=None)
+    p.add_argument("--config", default=None)
+    p.add_argument("--init", default=None, help="policy.safetensors to start from (e.g. an SFT checkpoint)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=_grpo)
     p = sub.add_parser("config", help="print the default GRPO config as JSON")
     p.set_defaults(func=_print_config)
     args = parser.parse_args(argv)

@@ -130,9 +130,21 @@ def run_experiment(
     matching = [f for f in annotation_fractions if report["policies"][f"sft@{f:g}"]["overall"]["mean"] >= grpo_mean]
     report["sft_label_fraction_to_match_grpo"] = min(matching) if matching else None
     report["seconds"] = round(time.monotonic() - started, 1)
+    report["provenance"] = _provenance()
     (out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "results.md").write_text(experiment_markdown(report))
     return report
+
+
+def _provenance() -> dict[str, str | None]:
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    from benchmark_client.run import git_commit
+
+    return {"date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+            "host": platform.node(), "cpus": str(os.cpu_count()), "python": platform.python_version()}  # fmt: skip
 
 
 def experiment_markdown(report: dict) -> str:

@@ -6,6 +6,7 @@
     paras2s-judge demo [--port P]
     paras2s-judge train [--out DIR] [--data-dir DIR] [--real-speech DIR]
     paras2s-judge eval [--model DIR] [--data-dir DIR] [--real-speech DIR] [--out DIR]
+    paras2s-judge distill --train RUN.json ... --eval RUN.json ... --out DIR
     paras2s-judge openapi
 
 Settings come from JUDGE_* environment variables (see README); flags override host/port.
@@ -127,6 +128,14 @@ def _model_dir(path: Path | None) -> Path:
     return path if path is not None else default_model_dir()
 
 
+def _distill(args: argparse.Namespace) -> int:
+    from judge_service.judge.training.distill import distill
+
+    distill([Path(p) for p in args.train], [Path(p) for p in args.eval], Path(args.out), epochs=args.epochs,
+            seed=args.seed, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from judge_service.judge.training.train import train_judge
 
@@ -196,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-build", action="store_true", help="reuse the rendered data as it is")
     train.add_argument("--max-seeds-per-dimension", type=int, default=None, help="a quick, small build (tests)")
     train.set_defaults(func=_train)
+
+    distill = sub.add_parser("distill", help="train the fast distilled reward model on paras2s-bench results")
+    distill.add_argument("--train", nargs="+", required=True, help="RESULTS.json of runs over training prompts")
+    distill.add_argument("--eval", nargs="+", required=True, help="RESULTS.json of runs over held-out prompts")
+    distill.add_argument("--out", required=True)
+    distill.add_argument("--epochs", type=int, default=600)
+    distill.add_argument("--seed", type=int, default=0)
+    distill.set_defaults(func=_distill)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")
     evaluate.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped judge)")

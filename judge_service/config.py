@@ -34,8 +34,9 @@ class Settings(BaseSettings):
         "paras2s-baseline",
         description="Registered backend name: 'paras2s-baseline' (the multi-stage judge with "
         "heuristic labels and rubric; the default until the trained judge meets its targets), "
-        "'paras2s-polytone' (the PolyTone-trained judge, see its model card) or 'fake' (HTTP "
-        "and scheduler tests only).",
+        "'paras2s-polytone' (the PolyTone-trained judge, see its model card), "
+        "'paras2s-distilled' (a fast student of the baseline judge for RL rewards) or 'fake' "
+        "(HTTP and scheduler tests only).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where models run; 'auto' takes CUDA when torch sees one."
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
         None,
         description="Directory with a trained PolyTone judge (analysers + rubric safetensors), "
         "as written by `paras2s-judge train`. Default: the judge shipped in the package.",
+    )
+    distilled_model_path: Path | None = Field(
+        None,
+        description="Directory with a distilled reward model (`paras2s-judge distill`) for "
+        "JUDGE_BACKEND=paras2s-distilled. Default: the one shipped in the package.",
     )
     text_model_path: Path | None = Field(
         None,
@@ -124,7 +130,7 @@ class Settings(BaseSettings):
         600.0, gt=0.0, description="How long an answer is replayed for a repeated Idempotency-Key."
     )
 
-    @field_validator("whisper_model_path", "text_model_path", "judge_model_path")
+    @field_validator("whisper_model_path", "text_model_path", "judge_model_path", "distilled_model_path")
     @classmethod
     def _path_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():

@@ -30,7 +30,15 @@ def _polytone(settings: Settings) -> JudgeBackend:
     return MultiStageBackend(settings, PolyToneJudge(settings.judge_model_path))
 
 
+def _distilled(settings: Settings) -> JudgeBackend:
+    from judge_service.backends.distilled import DistilledBackend
+    from judge_service.judge.distilled import default_distilled_model_path
+
+    return DistilledBackend(settings.distilled_model_path or default_distilled_model_path())
+
+
 _REGISTRY: dict[str, BackendFactory] = {
+    "paras2s-distilled": _distilled,
     "paras2s-polytone": _polytone,
     "paras2s-baseline": _baseline,
     "fake": _fake,

@@ -1,0 +1,109 @@
+"""A distilled reward model: the full judge's score predicted from cheap acoustics, for RL.
+
+The paper distils its slow multi-stage judge into a fast end-to-end reward model for GRPO. Ours
+skips everything slow (Whisper, YIN pitch, MiniLM): per clip it pools the log-mel features the
+service computes anyway, and a small MLP maps the (query, response) pair to the teacher's 1-5
+score.
+
+Clip features ``(CLIP_FEATURES,)``, from the clip's 80-bin Whisper log-mel ``(80, frames)``:
+    mean and std of every bin (160); mean, std, 10th and 90th percentile of the per-frame mean
+    level (4, a loudness/activity profile); log duration in seconds (1).
+Pair input: [query features, response features] standardised with the training statistics.
+Model: Linear(330, 64) -> GELU -> Linear(64, 64) -> GELU -> Linear(64, 1) -> 1 + 4 sigmoid.
+
+It has no transcript and no labels: it is a student, good only where its teacher's scores were
+learned (its metrics.json says how well it agrees with the teacher on held-out pairs), and it
+inherits every bias of the teacher. Weights load from safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from judge_service.features import log_mel_spectrogram
+
+N_MELS = 80
+CLIP_FEATURES = 2 * N_MELS + 4 + 1
+DISTILLED_FORMAT = "paras2s-distilled/1"
+
+
+def default_distilled_model_path() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("judge_service") / "models" / "distilled"))
+
+
+def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
+    """``(len(clips), CLIP_FEATURES)`` float32 from 16 kHz mono float32 clips ``(n_i,)``; each
+    row depends only on its own clip (log-mel is per clip, padding is cut away)."""
+    out = np.zeros((len(clips), CLIP_FEATURES), dtype=np.float32)
+    if not clips:
+        return out
+    mel, frames = log_mel_spectrogram([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clips],
+                                      n_mels=N_MELS)  # fmt: skip
+    for i, (clip, n) in enumerate(zip(clips, frames.tolist())):
+        m = mel[i, :, : max(1, n)]
+        level = m.mean(dim=0)
+        quantiles = torch.quantile(level, torch.tensor([0.1, 0.9]))
+        out[i] = np.concatenate([
+            m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),
+            [float(level.mean()), float(level.std(unbiased=False)), float(quantiles[0]), float(quantiles[1])],
+            [np.log(max(clip.shape[0], 1) / 16_000.0)],
+        ])  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class DistilledConfig:
+    teacher_name: str
+    teacher_version: str
+    hidden: int = 64
+    format: str = DISTILLED_FORMAT
+
+
+class DistilledRewardModel(nn.Module):
+    def __init__(self, config: DistilledConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = nn.Sequential(nn.Linear(2 * CLIP_FEATURES, config.hidden), nn.GELU(),
+                                 nn.Linear(config.hidden, config.hidden), nn.GELU(), nn.Linear(config.hidden, 1))  # fmt: skip
+        self.register_buffer("input_mean", torch.zeros(2 * CLIP_FEATURES))
+        self.register_buffer("input_std", torch.ones(2 * CLIP_FEATURES))
+
+    def forward(self, pair_features: torch.Tensor) -> torch.Tensor:
+        """``(n, 2 * CLIP_FEATURES)`` -> scores ``(n,)`` in [1, 5]."""
+        z = self.net((pair_features - self.input_mean) / self.input_std)[:, 0]
+        return 1.0 + 4.0 * torch.sigmoid(z)
+
+    def save(self, folder: Path, metrics: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        if metrics is not None:
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> "DistilledRewardModel":
+        from safetensors.torch import load_file
+
+        config = DistilledConfig(**json.loads((folder / "config.json").read_text()))
+        if config.format != DISTILLED_FORMAT:
+            raise ValueError(f"{folder}: format {config.format!r}, this code reads {DISTILLED_FORMAT!r}")
+        model = cls(config)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        model.eval()
+        return model
+
+    def version(self, folder: Path) -> str:
+        import hashlib
+
+        return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:16]

@@ -1,0 +1,109 @@
+"""``paras2s-judge distill``: train the distilled reward model on pairs the full judge scored.
+
+    paras2s-judge distill --train RUN.json [RUN.json ...] --eval RUN.json [...] --out DIR
+
+Inputs are ParaS2SBench results (``paras2s-bench run``): every scored item gives a (query audio,
+response audio, teacher score) triple. All files must come from one teacher (judge name and
+version). Train on runs over *training* prompts and evaluate on runs over other prompts (the
+benchmark's test split, other voices), so the agreement is measured on held-out pairs.
+
+Writes ``DIR/model.safetensors``, ``config.json`` and ``metrics.json``: Pearson and Spearman
+correlation with the teacher and mean absolute error on the eval pairs, overall and per system
+under test (and overall without the trivially easy ``silence`` system).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from judge_service.judge.distilled import DistilledConfig, DistilledRewardModel, clip_features
+
+
+def _pairs(paths: Sequence[Path]) -> tuple[list[tuple[str, str, float, str]], dict[str, str]]:
+    """(query path, response path, teacher score, system) for every scored item, and the teacher."""
+    rows, teacher = [], None
+    for path in paths:
+        doc = json.loads(Path(path).read_text())
+        judge = {k: doc["run"]["judge"][k] for k in ("name", "version")}
+        if teacher is None:
+            teacher = judge
+        elif judge != teacher:
+            raise ValueError(f"{path} was scored by {judge}, the others by {teacher}: distil one teacher at a time")
+        rows += [(i["query_audio"], i["response_audio"], float(i["score"]), doc["run"]["system"])
+                 for i in doc["items"] if i["score"] is not None]  # fmt: skip
+    if teacher is None or not rows:
+        raise ValueError("no scored items in the given results files")
+    return rows, teacher
+
+
+def _features(rows: Sequence[tuple[str, str, float, str]], cache: dict[str, np.ndarray]) -> np.ndarray:
+    todo = sorted({p for q, r, _, _ in rows for p in (q, r)} - cache.keys())
+    for start in range(0, len(todo), 64):
+        chunk = todo[start : start + 64]
+        clips = [sf.read(p, dtype="float32", always_2d=True)[0].mean(axis=1) for p in chunk]
+        for path, features in zip(chunk, clip_features(clips)):
+            cache[path] = features
+    return np.stack([np.concatenate([cache[q], cache[r]]) for q, r, _, _ in rows])
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    return ranks
+
+
+def agreement(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    if len(pred) < 3 or np.std(pred) == 0 or np.std(target) == 0:
+        return {"pairs": int(len(pred)), "pearson": float("nan"), "spearman": float("nan"),
+                "mae": float(np.mean(np.abs(pred - target))) if len(pred) else float("nan")}  # fmt: skip
+    return {"pairs": int(len(pred)), "pearson": float(np.corrcoef(pred, target)[0, 1]),
+            "spearman": float(np.corrcoef(_rank(pred), _rank(target))[0, 1]),
+            "mae": float(np.mean(np.abs(pred - target)))}  # fmt: skip
+
+
+def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path, *, epochs: int = 600, seed: int = 0,
+            log: Callable[[str], None] = print) -> dict:  # fmt: skip
+    train_rows, teacher = _pairs(train_runs)
+    eval_rows, eval_teacher = _pairs(eval_runs)
+    if eval_teacher != teacher:
+        raise ValueError(f"eval runs were scored by {eval_teacher}, training runs by {teacher}")
+    cache: dict[str, np.ndarray] = {}
+    x_train = torch.from_numpy(_features(train_rows, cache))
+    y_train = torch.tensor([s for _, _, s, _ in train_rows], dtype=torch.float32)
+    x_eval = torch.from_numpy(_features(eval_rows, cache))
+    y_eval = np.array([s for _, _, s, _ in eval_rows])
+    torch.manual_seed(seed)
+    model = DistilledRewardModel(DistilledConfig(teacher_name=teacher["name"], teacher_version=teacher["version"]))
+    model.input_mean.copy_(x_train.mean(dim=0))
+    model.input_std.copy_(x_train.std(dim=0) + 1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
+    for epoch in range(epochs):
+        loss = torch.mean((model(x_train) - y_train) ** 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (epoch + 1) % 200 == 0:
+            log(f"[distill] epoch {epoch + 1}: train MSE {loss.item():.4f}")
+    model.eval()
+    with torch.no_grad():
+        pred_eval = model(x_eval).numpy()
+        pred_train = model(x_train).numpy()
+    systems = np.array([s for _, _, _, s in eval_rows])
+    metrics = {
+        "teacher": teacher, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
+        "train": agreement(pred_train, y_train.numpy()), "eval": agreement(pred_eval, y_eval),
+        "eval_without_silence": agreement(pred_eval[systems != "silence"], y_eval[systems != "silence"]),
+        "eval_by_system": {s: agreement(pred_eval[systems == s], y_eval[systems == s]) for s in sorted(set(systems))},
+        "train_runs": [str(p) for p in train_runs], "eval_runs": [str(p) for p in eval_runs],
+    }  # fmt: skip
+    model.save(out_dir, metrics)
+    log(f"[distill] eval Pearson {metrics['eval']['pearson']:.3f} (without silence "
+        f"{metrics['eval_without_silence']['pearson']:.3f}), MAE {metrics['eval']['mae']:.3f}; wrote {out_dir}")
+    return metrics

@@ -1,0 +1,84 @@
+"""The distilled reward model: features, save/load, training on results files, and the backend
+served over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from judge_service.judge.distilled import CLIP_FEATURES, DistilledConfig, DistilledRewardModel, clip_features
+from judge_service.judge.training.distill import agreement, distill
+from judge_service.testing import RunningServer, b64, voiced_clip, voiced_wav
+
+
+def test_clip_features_are_per_clip_and_batch_invariant() -> None:
+    clips = [voiced_clip(d, f0_hz=f, seed=k) for k, (d, f) in enumerate([(0.5, 120), (2.3, 220), (1.1, 180)])]
+    together = clip_features(clips)
+    alone = np.stack([clip_features([c])[0] for c in clips])
+    assert together.shape == (3, CLIP_FEATURES)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert together[1, -1] == pytest.approx(np.log(2.3), abs=1e-3)
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = DistilledRewardModel(DistilledConfig("teacher", "v1"))
+    x = torch.randn(5, 2 * CLIP_FEATURES)
+    model.save(tmp_path / "m")
+    loaded = DistilledRewardModel.load(tmp_path / "m")
+    assert torch.equal(model(x), loaded(x)) and ((loaded(x) >= 1) & (loaded(x) <= 5)).all()
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "format": "other/9"}))
+    with pytest.raises(ValueError, match="format 'other/9'"):
+        DistilledRewardModel.load(tmp_path / "m")
+
+
+def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t") -> Path:
+    """A small results file: louder responses got higher teacher scores (a learnable rule)."""
+    items = []
+    for k in range(n):
+        q, r = tmp_path / f"{name}-q{k}.wav", tmp_path / f"{name}-r{k}.wav"
+        q.write_bytes(voiced_wav(0.6, seed=k))
+        amplitude = 0.02 + 0.3 * (k % 5) / 4
+        import soundfile as sf
+
+        sf.write(r, voiced_clip(0.7, seed=100 + k, amplitude=amplitude), 16_000)
+        items.append({"query_audio": str(q), "response_audio": str(r), "score": 1.0 + 4.0 * (k % 5) / 4})
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"run": {"system": system, "judge": {"name": teacher, "version": "1"}}, "items": items}))
+    return path
+
+
+def test_distill_learns_its_teacher_and_refuses_mixed_teachers(tmp_path: Path) -> None:
+    train = _results(tmp_path, "train", "topline", 40)
+    held_out = _results(tmp_path, "eval", "reversed", 20)
+    metrics = distill([train], [held_out], tmp_path / "model", epochs=300, log=lambda _: None)
+    assert metrics["eval"]["pearson"] > 0.9 and set(metrics["eval_by_system"]) == {"reversed"}
+    assert (tmp_path / "model" / "metrics.json").is_file()
+    other = _results(tmp_path, "other", "topline", 5, teacher="someone-else")
+    with pytest.raises(ValueError, match="one teacher at a time"):
+        distill([train, other], [held_out], tmp_path / "m2", epochs=1, log=lambda _: None)
+    assert agreement(np.array([1.0, 2.0]), np.array([1.0, 2.0]))["pairs"] == 2
+
+
+def test_distilled_backend_over_http_is_batch_invariant(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    DistilledRewardModel(DistilledConfig("paras2s-baseline", "x")).save(tmp_path / "model")
+    env = {"JUDGE_BACKEND": "paras2s-distilled", "JUDGE_DISTILLED_MODEL_PATH": str(tmp_path / "model"),
+           "JUDGE_REDIS_URL": "", "JUDGE_CACHE_MAX_ENTRIES": "0"}  # fmt: skip
+    pairs = [{"id": f"p{k}", "query": {"audio": b64(voiced_wav(0.8, seed=k))},
+              "response": {"audio": b64(voiced_wav(1.0 + 0.2 * k, seed=50 + k))}} for k in range(4)]  # fmt: skip
+    with RunningServer(env) as server:
+        batch = httpx.post(server.url + "/v1/score", json={"items": pairs}, timeout=60).json()
+        alone = [httpx.post(server.url + "/v1/score", json={"items": [p]}, timeout=60).json()["results"][0]["score"]
+                 for p in pairs]  # fmt: skip
+        info = httpx.get(server.url + "/v1/judge").json()
+    assert batch["judge"]["name"] == "paras2s-distilled" and info["name"] == "paras2s-distilled"
+    assert batch["judge"]["rubric_version"] == "distilled-from:paras2s-baseline/x"
+    got = [r["score"] for r in batch["results"]]
+    assert all(1.0 <= s <= 5.0 for s in got) and got == pytest.approx(alone, abs=1e-5)

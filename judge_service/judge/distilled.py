@@ -7,9 +7,11 @@ score.
 
 Clip features ``(CLIP_FEATURES,)``, from the clip's 80-bin Whisper log-mel ``(80, frames)``:
     mean and std of every bin (160); mean, std, 10th and 90th percentile of the per-frame mean
-    level (4, a loudness/activity profile); log duration in seconds (1).
+    level (4, a loudness/activity profile); mean absolute frame-to-frame change of the level and
+    of the whole spectrum (2, dynamics and spectral flux: articulation and liveliness); log
+    duration in seconds (1).
 Pair input: [query features, response features] standardised with the training statistics.
-Model: Linear(330, 64) -> GELU -> Linear(64, 64) -> GELU -> Linear(64, 1) -> 1 + 4 sigmoid.
+Model: Linear(334, 64) -> GELU -> Linear(64, 64) -> GELU -> Linear(64, 1) -> 1 + 4 sigmoid.
 
 It has no transcript and no labels: it is a student, good only where its teacher's scores were
 learned (its metrics.json says how well it agrees with the teacher on held-out pairs), and it
@@ -30,7 +32,7 @@ from torch import nn
 from judge_service.features import log_mel_spectrogram
 
 N_MELS = 80
-CLIP_FEATURES = 2 * N_MELS + 4 + 1
+CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1
 DISTILLED_FORMAT = "paras2s-distilled/1"
 
 
@@ -52,10 +54,14 @@ def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
         m = mel[i, :, : max(1, n)]
         level = m.mean(dim=0)
         quantiles = torch.quantile(level, torch.tensor([0.1, 0.9]))
+        if m.shape[1] > 1:
+            dynamics = [float(level.diff().abs().mean()), float(m.diff(dim=1).abs().mean())]
+        else:
+            dynamics = [0.0, 0.0]
         out[i] = np.concatenate([
             m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),
             [float(level.mean()), float(level.std(unbiased=False)), float(quantiles[0]), float(quantiles[1])],
-            [np.log(max(clip.shape[0], 1) / 16_000.0)],
+            dynamics, [np.log(max(clip.shape[0], 1) / 16_000.0)],
         ])  # fmt: skip
     return out
 

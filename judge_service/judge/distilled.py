@@ -1,17 +1,19 @@
 """A distilled reward model: the full judge's score predicted from cheap acoustics, for RL.
 
 The paper distils its slow multi-stage judge into a fast end-to-end reward model for GRPO. Ours
-skips everything slow (Whisper, YIN pitch, MiniLM): per clip it pools the log-mel features the
-service computes anyway, and a small MLP maps the (query, response) pair to the teacher's 1-5
+skips the slowest stages (Whisper and MiniLM): per clip it pools the log-mel features the
+service computes anyway and measures prosody, and a small MLP maps the (query, response) pair to the teacher's 1-5
 score.
 
 Clip features ``(CLIP_FEATURES,)``, from the clip's 80-bin Whisper log-mel ``(80, frames)``:
     mean and std of every bin (160); mean, std, 10th and 90th percentile of the per-frame mean
     level (4, a loudness/activity profile); mean absolute frame-to-frame change of the level and
     of the whole spectrum (2, dynamics and spectral flux: articulation and liveliness); log
-    duration in seconds (1).
+    duration in seconds (1); the judge's prosody vector (12: F0 level, range and spread in
+    semitones, voicing, energy, pauses; YIN pitch is the one costly part, about a tenth of the
+    full judge's time).
 Pair input: [query features, response features] standardised with the training statistics.
-Model: Linear(334, 64) -> GELU -> Linear(64, 64) -> GELU -> Linear(64, 1) -> 1 + 4 sigmoid.
+Model: Linear(358, 64) -> GELU -> Linear(64, 64) -> GELU -> Linear(64, 1) -> 1 + 4 sigmoid.
 
 It has no transcript and no labels: it is a student, good only where its teacher's scores were
 learned (its metrics.json says how well it agrees with the teacher on held-out pairs), and it
@@ -32,7 +34,8 @@ from torch import nn
 from judge_service.features import log_mel_spectrogram
 
 N_MELS = 80
-CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1
+N_PROSODY = 12  # len(analysers.PROSODY_FEATURES), checked in clip_features
+CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1 + N_PROSODY
 DISTILLED_FORMAT = "paras2s-distilled/1"
 
 
@@ -48,6 +51,10 @@ def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
     out = np.zeros((len(clips), CLIP_FEATURES), dtype=np.float32)
     if not clips:
         return out
+    from judge_service.judge.analysers import PROSODY_FEATURES, prosody_vector
+    from judge_service.judge.prosody import measure_prosody
+
+    assert len(PROSODY_FEATURES) == N_PROSODY
     mel, frames = log_mel_spectrogram([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clips],
                                       n_mels=N_MELS)  # fmt: skip
     for i, (clip, n) in enumerate(zip(clips, frames.tolist())):
@@ -62,6 +69,7 @@ def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
             m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),
             [float(level.mean()), float(level.std(unbiased=False)), float(quantiles[0]), float(quantiles[1])],
             dynamics, [np.log(max(clip.shape[0], 1) / 16_000.0)],
+            prosody_vector(measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)),
         ])  # fmt: skip
     return out
 

@@ -82,3 +82,15 @@ def test_distilled_backend_over_http_is_batch_invariant(tmp_path: Path) -> None:
     assert batch["judge"]["rubric_version"] == "distilled-from:paras2s-baseline/x"
     got = [r["score"] for r in batch["results"]]
     assert all(1.0 <= s <= 5.0 for s in got) and got == pytest.approx(alone, abs=1e-5)
+
+
+def test_the_shipped_distilled_model_loads_and_says_what_it_learned() -> None:
+    from judge_service.backends.distilled import DistilledBackend
+    from judge_service.judge.distilled import default_distilled_model_path
+
+    folder = default_distilled_model_path()
+    backend = DistilledBackend(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert backend.model.config.teacher_name == metrics["teacher"]["name"] == "paras2s-baseline"
+    assert {"pearson", "spearman", "mae"} <= set(metrics["eval"]) and metrics["eval_pairs"] > 1000
+    backend.warm_up()

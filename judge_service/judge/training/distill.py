@@ -15,6 +15,8 @@ under test (and overall without the trivially easy ``silence`` system).
 from __future__ import annotations
 
 import json
+import math
+import random
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -83,21 +85,34 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
     model = DistilledRewardModel(DistilledConfig(teacher_name=teacher["name"], teacher_version=teacher["version"]))
     model.input_mean.copy_(x_train.mean(dim=0))
     model.input_std.copy_(x_train.std(dim=0) + 1e-3)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-3)
+    # Early stopping on 15% of the training *queries* (all their pairs), so the model is picked on
+    # prompts it did not fit; a small MLP memorises ~1000 pairs within a few hundred epochs.
+    queries = sorted({q for q, _, _, _ in train_rows})
+    held = set(random.Random(seed).sample(queries, max(1, len(queries) * 15 // 100)))
+    val = torch.tensor([q in held for q, _, _, _ in train_rows])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    best = (math.inf, 0, {k: v.clone() for k, v in model.state_dict().items()})
     for epoch in range(epochs):
-        loss = torch.mean((model(x_train) - y_train) ** 2)
+        model.train()
+        loss = torch.mean((model(x_train[~val]) - y_train[~val]) ** 2)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        with torch.no_grad():
+            val_mse = float(torch.mean((model(x_train[val]) - y_train[val]) ** 2))
+        if val_mse < best[0]:
+            best = (val_mse, epoch + 1, {k: v.clone() for k, v in model.state_dict().items()})
         if (epoch + 1) % 200 == 0:
-            log(f"[distill] epoch {epoch + 1}: train MSE {loss.item():.4f}")
+            log(f"[distill] epoch {epoch + 1}: train MSE {loss.item():.4f}, validation MSE {val_mse:.4f}")
+    model.load_state_dict(best[2])
+    log(f"[distill] kept epoch {best[1]} (validation MSE {best[0]:.4f})")
     model.eval()
     with torch.no_grad():
         pred_eval = model(x_eval).numpy()
         pred_train = model(x_train).numpy()
     systems = np.array([s for _, _, _, s in eval_rows])
     metrics = {
-        "teacher": teacher, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows),
+        "teacher": teacher, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows), "kept_epoch": best[1],
         "train": agreement(pred_train, y_train.numpy()), "eval": agreement(pred_eval, y_eval),
         "eval_without_silence": agreement(pred_eval[systems != "silence"], y_eval[systems != "silence"]),
         "eval_by_system": {s: agreement(pred_eval[systems == s], y_eval[systems == s]) for s in sorted(set(systems))},

@@ -36,6 +36,7 @@ from judge_service.features import log_mel_spectrogram
 N_MELS = 80
 N_PROSODY = 12  # len(analysers.PROSODY_FEATURES), checked in clip_features
 CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1 + N_PROSODY
+LOG_DURATION_INDEX = 2 * N_MELS + 6
 DISTILLED_FORMAT = "paras2s-distilled/1"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from judge_service.judge.distilled import CLIP_FEATURES, DistilledConfig, DistilledRewardModel, clip_features
+from judge_service.judge.distilled import CLIP_FEATURES, LOG_DURATION_INDEX, DistilledConfig, DistilledRewardModel, clip_features
 from judge_service.judge.training.distill import agreement, distill
 from judge_service.testing import RunningServer, b64, voiced_clip, voiced_wav
 
@@ -22,7 +22,7 @@ def test_clip_features_are_per_clip_and_batch_invariant() -> None:
     alone = np.stack([clip_features([c])[0] for c in clips])
     assert together.shape == (3, CLIP_FEATURES)
     np.testing.assert_allclose(together, alone, atol=1e-5)
-    assert together[1, -1] == pytest.approx(np.log(2.3), abs=1e-3)
+    assert together[1, LOG_DURATION_INDEX] == pytest.approx(np.log(2.3), abs=1e-3)
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:

@@ -101,11 +101,11 @@ def test_reward_errors_name_the_fix(tmp_path, fake_judge) -> None:
 
 
 def test_reward_function_pickles_without_its_connection(tmp_path, fake_judge) -> None:
-    import pickle
+    from pickle import dumps, loads  # a round trip of our own object, as trainers do; never for models
 
     reward = ParaS2SReward(fake_judge.url)  # default hook: SpeakCompletion
     reward._client = SyncJudgeClient(fake_judge.url)
-    clone = pickle.loads(pickle.dumps(reward))
+    clone = loads(dumps(reward))
     assert clone._client is None and clone.judge_url == fake_judge.url
     reward.close()
 

@@ -83,6 +83,8 @@ class ItemResult:
         result = cls(**record)
         if error is not None:
             result.error = ItemError(**error)
+            if result.error.stage not in ERROR_STAGES:
+                raise ResultsError(f"item {result.id!r}: error stage {result.error.stage!r} is not one of {ERROR_STAGES}")
         if (result.score is None) == (result.error is None):
             raise ResultsError(f"item {result.id!r} must have a score or an error, not both or neither")
         return result

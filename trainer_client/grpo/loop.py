@@ -28,12 +28,11 @@ from typing import Callable, Sequence
 import torch
 
 from benchmark_client.rendering import render_all, reply_job
-from trainer_client.client import SyncJudgeClient
+from trainer_client.client import GROUP_STD_EPS, SyncJudgeClient
 from trainer_client.grpo.config import GRPOConfig
 from trainer_client.grpo.policy import Action, Prompt, ReplyPolicy, response_of
 
 REPLY_VOICE = "piper-joe-bright"
-GROUP_STD_EPS = 1e-4
 
 
 class Speaker:

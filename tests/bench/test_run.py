@@ -162,7 +162,7 @@ def test_end_to_end_with_the_real_judge(tmp_path) -> None:
     """generate -> run with the real judge: ``topline`` started by the CLI with no --judge-url
     (the bundled judge starts locally); ``silence`` and ``topline`` again, this time behind the
     HTTP contract (``serve-system``), against one running judge. The judge must put silence far
-    below the topline, and the HTTP path must give the very same scores as the direct one."""
+    below the topline, and the HTTP path must give the same scores as the direct one (to 1e-5)."""
     from judge_service.testing import free_port
 
     manifest = generate(tmp_path / "bench", per_dimension=1, seed=0, workers=0, log=lambda _: None)
@@ -204,4 +204,6 @@ def test_end_to_end_with_the_real_judge(tmp_path) -> None:
         system_server.terminate()
         system_server.wait(timeout=30)
     assert silence["table"]["overall"]["mean"] < 1.5 < 3.0 < topline["table"]["overall"]["mean"]
-    assert [i["score"] for i in over_http["items"]] == [i["score"] for i in topline["items"]]
+    # Same audio either way; the two runs batch items differently, so scores agree to the judge's
+    # batch-invariance tolerance (1e-5), not bit for bit.
+    assert [i["score"] for i in over_http["items"]] == pytest.approx([i["score"] for i in topline["items"]], abs=1e-5)

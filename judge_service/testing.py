@@ -112,6 +112,36 @@ class RunningServer:
         Path(self._log.name).unlink(missing_ok=True)
 
 
+class ThreadedUvicorn:
+    """An ASGI ``app`` served by uvicorn in a daemon thread of this process, on a free port
+    (for small stand-in servers in tests: a system under test, a reward proxy). ``url`` is the
+    base URL; use as a context manager."""
+
+    def __init__(self, app: object, start_timeout_s: float = 10.0) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.start_timeout_s = start_timeout_s
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedUvicorn:
+        self._thread.start()
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the server on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
 def iter_metric(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
     """Samples of a Prometheus metric in exposition ``text``: (labels, value)."""
     for line in text.splitlines():

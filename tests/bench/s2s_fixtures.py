@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Form, UploadFile
 from fastapi.responses import Response
 
-from judge_service.testing import free_port, voiced_clip, voiced_wav
+from judge_service.testing import ThreadedUvicorn, voiced_clip, voiced_wav
 
 CALLS_LOG_ENV = "PARAS2S_TEST_CALLS_LOG"
 FAIL_IDS_ENV = "PARAS2S_TEST_FAIL_IDS"
@@ -91,20 +89,12 @@ class ContractServer:
                 return Response(b"", media_type="audio/wav")
             return Response(voiced_wav(0.7), media_type="audio/wav")
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/respond"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = ThreadedUvicorn(app)
+        self.url = f"{self._server.url}/respond"
 
     def __enter__(self) -> "ContractServer":
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("contract server did not start")
-            time.sleep(0.02)
+        self._server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.__exit__(*exc)

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from judge_service.testing import RunningServer, free_port, metric_value, voiced_wav
+from judge_service.testing import RunningServer, ThreadedUvicorn, metric_value, voiced_wav
 from trainer_client.client import Pair, SyncJudgeClient
 from trainer_client.rewards import AsyncParaS2SReward, ParaS2SReward, query_groups
 from trainer_client.speech import completion_text, split_tone
@@ -110,24 +107,6 @@ def test_reward_function_pickles_without_its_connection(tmp_path, fake_judge) ->
     reward.close()
 
 
-class _Uvicorn:
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 class _FakeSpeak:
     def __call__(self, completion, **row):
         return _tone_audio(completion)
@@ -138,7 +117,8 @@ def test_openrlhf_remote_reward_protocol_over_http(tmp_path, fake_judge) -> None
 
     batch = _trl_batch(tmp_path)
     queries = [p + c for p, c in zip(batch["prompts"], batch["completions"])]
-    with _Uvicorn(create_app(fake_judge.url, failure_reward=-1.0, speak=_FakeSpeak())) as url:
+    with ThreadedUvicorn(create_app(fake_judge.url, failure_reward=-1.0, speak=_FakeSpeak())) as server:
+        url = server.url
         reply = httpx.post(url + "/get_reward", json={"query": queries, "prompts": batch["prompts"],
                                                       "labels": batch["query_audio"]}, timeout=60)  # fmt: skip
         missing = httpx.post(url + "/get_reward", json={"query": queries}, timeout=60)

@@ -23,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 
-from judge_service.api.middleware import ASGIApp, Message, Receive, Scope, Send
+from judge_service.api.middleware import ASGIApp, Message, Receive, Scope, Send, send_json_error
 
 IDEMPOTENT_ROUTES = frozenset({"/v1/score", "/v1/score/group", "/v1/analyze"})
 MAX_KEY_CHARS = 200
@@ -83,13 +82,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _json(send: Send, status: int, error_type: str, message: str) -> None:
-    body = json.dumps({"error": {"type": error_type, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class IdempotencyMiddleware:
     """Pure ASGI; sits inside the body-size limit, so reading the body here is still bounded."""
 
@@ -103,7 +95,7 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         if not 1 <= len(key) <= MAX_KEY_CHARS or not key.isascii() or not key.isprintable():
-            await _json(send, 422, "invalid_request", f"Idempotency-Key must be 1-{MAX_KEY_CHARS} printable ASCII characters")
+            await send_json_error(send, 422, "invalid_request", f"Idempotency-Key must be 1-{MAX_KEY_CHARS} printable ASCII characters")
             return
         chunks: list[bytes] = []
         while True:
@@ -119,7 +111,7 @@ class IdempotencyMiddleware:
         entry = self.store.get(store_key)
         if entry is not None:
             if entry.body_sha256 != body_sha256:
-                await _json(send, 422, "idempotency_key_reused",
+                await send_json_error(send, 422, "idempotency_key_reused",
                             f"Idempotency-Key {key!r} was used for a different request body; use a new key per request")
                 return
             await entry.done.wait()

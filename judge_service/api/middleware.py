@@ -76,14 +76,22 @@ class BodySizeLimitMiddleware:
 
     @staticmethod
     async def _reject(send: Send, message: str) -> None:
-        body = json.dumps({"error": {"type": "payload_too_large", "message": message}}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"), *SECURITY_HEADERS],
-        })
-        await send({"type": "http.response.body", "body": body})
+        await send_json_error(send, 413, "payload_too_large", message, [(b"connection", b"close"), *SECURITY_HEADERS])
+
+
+async def send_json_error(
+    send: Send, status: int, error_type: str, message: str, extra_headers: list[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer with the service's error body ``{"error": {"type", "message"}}`` from inside an
+    ASGI middleware (where the app's error table cannot be reached)."""
+    body = json.dumps({"error": {"type": error_type, "message": message}}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    *extra_headers],
+    })
+    await send({"type": "http.response.body", "body": body})
 
 
 class ObservabilityMiddleware:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark_client.rendering import content_seed
 from judge_service.judge.polytone.styles import REPLY_TONE_LABELS
 
 REPLY_TONES = tuple(REPLY_TONE_LABELS)
@@ -79,7 +80,8 @@ class SpeakCompletion:
                 self._renderer = Renderer()
             from judge_service.judge.polytone.voices import voice_by_name
 
-            seed = sum(map(ord, text + tone)) & 0x7FFFFFFF  # deterministic, independent of PYTHONHASHSEED
+            # The benchmark's and the GRPO loop's seed rule, so one (text, tone, voice) is one clip everywhere.
+            seed = content_seed(text, tone, self.voice)
             samples = self._renderer.render(text, voice_by_name(self.voice), tone, seed).astype(np.float32)
             self._cache[key] = samples
             while len(self._cache) > self.cache_size:

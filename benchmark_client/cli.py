@@ -110,14 +110,9 @@ def _serve_system(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
-
     from benchmark_client.report import write_reports
-    from benchmark_client.results import load_results
 
-    load_results(args.results)  # validates
-    doc = json.loads(Path(args.results).read_text())
-    for kind, path in write_reports(doc, Path(args.results)).items():
+    for kind, path in write_reports(_load_doc(args.results), Path(args.results)).items():
         print(f"{kind}: {path}")
     return EXIT_OK
 

@@ -70,6 +70,31 @@ class TooManyItemsError(JudgeError):
     error_type = "too_many_items"
 
 
+# --- Access (API keys; answered by judge_service.api.auth) -----------------------------------
+
+
+class UnauthorizedError(JudgeError):
+    """No API key, or one the keys file does not know (answered by ``api.auth``)."""
+
+    error_type = "unauthorized"
+
+
+class ForbiddenError(JudgeError):
+    """A disabled key, or one whose traffic class may not call the route."""
+
+    error_type = "forbidden"
+
+
+class RateLimitedError(JudgeError):
+    """The key's token bucket is empty; retry after ``retry_after_s``."""
+
+    error_type = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # --- Scheduling and serving ------------------------------------------------------------------
 
 

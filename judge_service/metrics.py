@@ -52,6 +52,11 @@ class ServiceMetrics:
         self.requests = Counter(
             "judge_requests_total", "HTTP requests by route and status", ["route", "status"], registry=r
         )
+        self.auth_requests = Counter(
+            "judge_auth_requests_total",
+            "Requests that needed an API key, by traffic class and result (allowed, unauthorized, "
+            "forbidden, rate_limited)", ["class", "result"], registry=r,
+        )
         self.item_errors = Counter(
             "judge_item_errors_total", "Per-item errors by type", ["type"], registry=r
         )

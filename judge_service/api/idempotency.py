@@ -1,7 +1,7 @@
 """``Idempotency-Key`` for the scoring routes: a client's retry is answered, never scored twice.
 
 A POST to ``/v1/score``, ``/v1/score/group`` or ``/v1/analyze`` with an ``Idempotency-Key``
-header (1-200 visible ASCII characters) is remembered by (route, key):
+header (1-200 visible ASCII characters) is remembered by (route, API key name, key):
 
 * while the first request runs, a second one with the same key waits for it and gets the same
   answer (a client that timed out and retried does not queue the work again);
@@ -107,7 +107,10 @@ class IdempotencyMiddleware:
                 break
         body = b"".join(chunks)
         body_sha256 = hashlib.sha256(body).hexdigest()
-        store_key = (scope["path"], key)
+        # Scoped by API key (set by api.auth when keys are on): one tenant's replay must never
+        # hand it another's answer. Names have no spaces, so "name key" cannot collide.
+        tenant = scope.get("state", {}).get("api_key_name", "")
+        store_key = (scope["path"], f"{tenant} {key}")
         entry = self.store.get(store_key)
         if entry is not None:
             if entry.body_sha256 != body_sha256:

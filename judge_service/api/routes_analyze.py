@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from judge_service.api.auth import effective_priority
 from judge_service.api.error_table import error_response
 from judge_service.api.requests import (
     Service,
@@ -59,7 +60,7 @@ async def analyze(request: Request, service: Service) -> JSONResponse:
         clips = [ClipInput(item.id, base64=item.audio, text=item.text) for item in body.items]
         priority, timeout_s = body.priority, body.timeout_s
     async with disconnect_watch(request) as disconnected:
-        results = await service.analyze(clips, priority, timeout_s, disconnected, timing)
+        results = await service.analyze(clips, effective_priority(request, priority), timeout_s, disconnected, timing)
     headers = timing_headers(service, timing, stopwatch)
     if multipart and results[0].get("error"):
         error = results[0]["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from judge_service.api.auth import effective_priority
 from judge_service.api.error_table import error_response
 from judge_service.api.requests import (
     Service,
@@ -97,7 +98,7 @@ async def score(request: Request, service: Service) -> JSONResponse:
         ]
         priority, timeout_s = body.priority, body.timeout_s
     async with disconnect_watch(request) as disconnected:
-        results = await service.score_pairs(pairs, priority, timeout_s, disconnected, timing)
+        results = await service.score_pairs(pairs, effective_priority(request, priority), timeout_s, disconnected, timing)
     headers = timing_headers(service, timing, stopwatch)
     if multipart and results[0].get("error"):
         error = results[0]["error"]
@@ -137,7 +138,7 @@ async def score_group(request: Request, service: Service) -> JSONResponse:
         priority, timeout_s = body.priority, body.timeout_s
     async with disconnect_watch(request) as disconnected:
         result = await service.score_group(
-            group_id, query, labels, responses, priority, timeout_s, disconnected, timing
+            group_id, query, labels, responses, effective_priority(request, priority), timeout_s, disconnected, timing
         )
     payload = GroupResponse.model_validate({"judge": service.judge, **result})
     return JSONResponse(payload.model_dump(mode="json"), headers=timing_headers(service, timing, stopwatch))

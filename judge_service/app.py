@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from fastapi import FastAPI
 
 from judge_service import __version__
 from judge_service.api import routes_analyze, routes_meta, routes_score
+from judge_service.api.auth import AuthMiddleware, build_access
 from judge_service.api.error_table import install_error_handlers
 from judge_service.api.idempotency import IdempotencyMiddleware
 from judge_service.api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware
@@ -28,6 +29,9 @@ from judge_service.cache import InProcessCache, NoCache, RedisCache, ResultCache
 from judge_service.config import Settings, load_settings
 from judge_service.metrics import ServiceMetrics
 from judge_service.service import JudgeService
+
+if TYPE_CHECKING:
+    from judge_service.distributed.dispatcher import StreamDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,9 @@ class Runtime:
     status: str = "loading"
     load_error: str | None = None
     service: JudgeService | None = None
-    scheduler: Scheduler | None = None
+    scheduler: Scheduler | StreamDispatcher | None = None
+    readiness_problem: Callable[[], str | None] = lambda: None
+    """After start-up: why this replica cannot serve right now (distributed mode), or None."""
     cache: ResultCache | None = None
     loader: asyncio.Task[None] | None = None
 
@@ -57,8 +63,33 @@ def make_cache(settings: Settings, metrics: ServiceMetrics) -> ResultCache:
     return InProcessCache(settings.cache_max_entries, metrics)
 
 
+async def _load_distributed(runtime: Runtime) -> None:
+    """API replica of distributed mode: no models here; ready once a worker announces the judge."""
+    from judge_service.distributed.dispatcher import RemoteBackend, StreamDispatcher
+
+    settings = runtime.settings
+    dispatcher = StreamDispatcher(settings, runtime.metrics)
+    dispatcher.start()
+    runtime.scheduler = dispatcher
+    runtime.status = "waiting_for_workers"
+    runtime.readiness_problem = dispatcher.readiness_problem
+    while dispatcher.judge_info() is None:
+        runtime.load_error = dispatcher.readiness_problem()
+        await asyncio.sleep(0.2)
+    runtime.load_error = None
+    runtime.cache = make_cache(settings, runtime.metrics)
+    backend = RemoteBackend(dispatcher)
+    runtime.service = JudgeService(settings, backend, dispatcher, runtime.cache, runtime.metrics)
+    runtime.status = "ready"
+    log.info("API replica %s ready: workers serve judge %s version %s", dispatcher.replica_id,
+             backend.info.name, backend.info.version)
+
+
 async def _load(runtime: Runtime, backend: JudgeBackend | None) -> None:
     settings = runtime.settings
+    if settings.mode == "distributed" and backend is None:
+        await _load_distributed(runtime)
+        return
     try:
         if backend is None:
             backend = await asyncio.to_thread(create_backend, settings)
@@ -81,6 +112,7 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
     """Build the app. ``backend`` overrides the registry (tests); settings default to the env."""
     settings = settings or load_settings()
     runtime = Runtime(settings=settings)
+    access = build_access(settings)  # None: no keys file, no authentication
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,9 +122,11 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
         if runtime.loader and not runtime.loader.done():
             runtime.loader.cancel()
         if runtime.scheduler is not None:
-            await runtime.scheduler.stop()
+            await runtime.scheduler.stop(settings.drain_timeout_s)
         if runtime.cache is not None:
             await runtime.cache.close()
+        if access is not None:
+            await access.limiter.close()
 
     app = FastAPI(
         title="ParaS2S Judge",
@@ -110,5 +144,7 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
         app.add_middleware(IdempotencyMiddleware, max_entries=settings.idempotency_max_entries,
                            ttl_s=settings.idempotency_ttl_s)  # fmt: skip
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if access is not None:  # outside the body limit: a request without a key is refused unread
+        app.add_middleware(AuthMiddleware, keys=access.keys, limiter=access.limiter, metrics_of=lambda: runtime.metrics)
     app.add_middleware(ObservabilityMiddleware, metrics_of=lambda: runtime.metrics, routes=known_routes)
     return app

@@ -1,6 +1,7 @@
 """``paras2s-judge``: serve the judge, score or analyse files, run the demo.
 
     paras2s-judge serve [--host H] [--port P]
+    paras2s-judge worker [--worker-id ID]     (JUDGE_MODE=distributed, JUDGE_REDIS_URL)
     paras2s-judge score QUERY RESPONSE [--emotion sad ...] [--url URL]
     paras2s-judge analyze CLIP [--url URL]
     paras2s-judge demo [--port P]
@@ -8,6 +9,7 @@
     paras2s-judge eval [--model DIR] [--data-dir DIR] [--real-speech DIR] [--out DIR]
     paras2s-judge distill --train RUN.json ... --eval RUN.json ... --out DIR
     paras2s-judge openapi
+    paras2s-judge keys create|list|disable --file KEYS.json [--name N --class C ...]
 
 Settings come from JUDGE_* environment variables (see README); flags override host/port.
 """
@@ -44,11 +46,27 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        # uvicorn waits this long for open requests; the lifespan then drains the queue.
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
         access_log=False,
     )
     uvicorn.Server(config).run()
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from judge_service.distributed.worker import serve_worker
+
+    settings = load_settings(**({"worker_id": args.worker_id} if args.worker_id else {}))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.redis_url:
+        print("paras2s-judge worker needs JUDGE_REDIS_URL (the work streams live in Redis)", file=sys.stderr)
+        return 2
+    return asyncio.run(serve_worker(settings))
 
 
 def _known_labels(args: argparse.Namespace) -> dict[str, str]:
@@ -169,6 +187,24 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from judge_service.api import keys_file
+
+    path = Path(args.file)
+    if args.keys_command == "create":
+        key = keys_file.create_key(path, args.name, args.traffic_class, args.rate_per_s, args.burst)
+        print(key)  # the one place the key is ever shown: the file keeps only its hash
+        print(f"added {args.name!r} ({args.traffic_class}) to {path}; store the key above now, it "
+              "cannot be shown again", file=sys.stderr)
+    elif args.keys_command == "disable":
+        keys_file.disable_key(path, args.name)
+        print(f"disabled {args.name!r} in {path}; running servers stop accepting it within a second",
+              file=sys.stderr)
+    else:
+        print(keys_file.describe_keys(keys_file.load_keys(path)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paras2s-judge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="interface (default JUDGE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default JUDGE_PORT or 8000)")
     serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="score work from the Redis Streams (distributed mode)")
+    worker.add_argument("--worker-id", default=None, help="consumer name (default JUDGE_WORKER_ID or host-pid)")
+    worker.set_defaults(func=_worker)
 
     score = sub.add_parser("score", help="score one (query, response) pair of audio files")
     score.add_argument("query")
@@ -226,6 +266,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     openapi = sub.add_parser("openapi", help="print the OpenAPI document")
     openapi.set_defaults(func=_openapi)
+
+    from judge_service.api.keys_file import DEFAULT_BURST, DEFAULT_RATE_PER_S
+    from judge_service.api.traffic_classes import TRAFFIC_CLASSES
+
+    keys = sub.add_parser("keys", help="create, list or disable API keys (the JUDGE_API_KEYS_FILE)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="add a key; prints it once, stores only its hash")
+    create.add_argument("--name", required=True, help="who or what uses the key (shown in logs)")
+    create.add_argument("--class", dest="traffic_class", required=True, choices=sorted(TRAFFIC_CLASSES))
+    create.add_argument("--rate-per-s", type=float, default=DEFAULT_RATE_PER_S, help="sustained requests per second")
+    create.add_argument("--burst", type=int, default=DEFAULT_BURST, help="requests allowed at once")
+    keys_sub.add_parser("list", help="names, classes, limits and hash prefixes")
+    disable = keys_sub.add_parser("disable", help="refuse a key from now on (403)")
+    disable.add_argument("--name", required=True)
+    for command in keys_sub.choices.values():
+        command.add_argument("--file", required=True, help="the keys file (JUDGE_API_KEYS_FILE)")
+    keys.set_defaults(func=_keys)
     return parser
 
 

@@ -122,6 +122,52 @@ class Settings(BaseSettings):
         5.0, gt=0.0, description="After a Redis error, how long to score without the cache."
     )
 
+    # --- Distributed mode (Redis Streams) -----------------------------------------------------
+    mode: Literal["embedded", "distributed"] = Field(
+        "embedded",
+        description="'embedded' (default): this process loads the judge and scores. "
+        "'distributed': `serve` only validates, caches and enqueues work on a Redis Stream; "
+        "`paras2s-judge worker` processes (same settings) score it. Needs JUDGE_REDIS_URL.",
+    )
+    worker_id: str | None = Field(
+        None, description="Consumer name of a worker in the stream's group. Default: host-pid."
+    )
+    stream_claim_idle_s: float = Field(
+        30.0,
+        gt=0.0,
+        description="A work entry read by a worker that has not acknowledged or refreshed it for "
+        "this long is claimed by another worker (its owner is presumed dead).",
+    )
+    stream_max_deliveries: int = Field(
+        3, ge=1, description="Deliveries of one work entry before it fails with backend_error."
+    )
+    result_ttl_s: int = Field(
+        600, ge=1, description="How long a worker's result waits in Redis for its API replica."
+    )
+    worker_heartbeat_s: float = Field(
+        2.0, gt=0.0, description="How often a worker announces itself (readiness of API replicas)."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0.0, description="On SIGTERM, how long queued and running work may take to finish."
+    )
+
+    # --- Jobs API (large evaluations) ---------------------------------------------------------
+    job_ttl_s: int = Field(
+        24 * 3600, ge=1, description="How long a finished job's results are kept."
+    )
+    max_job_items: int = Field(10_000, ge=1, description="Pairs in one POST /v1/jobs.")
+    max_job_request_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024, description="Largest POST /v1/jobs body, enforced while reading."
+    )
+
+    # --- Access (API keys, rate limits) -------------------------------------------------------
+    api_keys_file: Path | None = Field(
+        None,
+        description="JSON file of hashed API keys with their traffic class and rate limit "
+        "(`paras2s-judge keys create`). Unset (default): no authentication, every route is open. "
+        "Rate limits are shared through JUDGE_REDIS_URL when it is set.",
+    )
+
     # --- Idempotency-Key ------------------------------------------------------------------------
     idempotency_max_entries: int = Field(
         2048, ge=0, description="Answers kept for Idempotency-Key replays (0 turns the feature off)."
@@ -164,12 +210,31 @@ class Settings(BaseSettings):
                 "max_queue_items must be at least max_batch_items, or no batch could ever fill; "
                 "raise JUDGE_MAX_QUEUE_ITEMS"
             )
+        if self.mode == "distributed" and not self.redis_url:
+            raise ValueError(
+                "JUDGE_MODE=distributed needs JUDGE_REDIS_URL (the work queue lives in Redis); "
+                "set it, or unset JUDGE_MODE for the embedded single-process mode"
+            )
         if self.max_group_size + 1 > self.max_queue_items:
             raise ValueError(
                 "a full group (max_group_size + 1 clips) must fit in the queue; raise "
                 "JUDGE_MAX_QUEUE_ITEMS or lower JUDGE_MAX_GROUP_SIZE"
             )
         return self
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _keys_file_exists(cls, value: object) -> object:
+        # Only existence here; the entries are validated once by judge_service.api.keys_file
+        # when the app is built, with messages naming each bad entry.
+        if value in (None, ""):
+            return None
+        if not Path(str(value)).is_file():
+            raise ValueError(
+                f"{value} is not a file; create it with `paras2s-judge keys create --file {value} "
+                "--name NAME --class trainer`, or unset JUDGE_API_KEYS_FILE to turn authentication off"
+            )
+        return value
 
     def resolved_threads(self) -> int:
         """CPU threads to use: ``num_threads``, or every core when it is 0."""

@@ -65,7 +65,9 @@ class RunningServer:
     ``log_text()`` returns what the server printed (for assertions and failure messages).
     """
 
-    def __init__(self, env: dict[str, str] | None = None, ready_timeout_s: float = 180.0, port: int = 0) -> None:
+    def __init__(self, env: dict[str, str] | None = None, ready_timeout_s: float = 180.0, port: int = 0,
+                 wait_ready: bool = True) -> None:
+        self.wait_ready = wait_ready
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "JUDGE_LOG_LEVEL": "info", **(env or {})}
@@ -83,7 +85,8 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_text()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                status = httpx.get(self.url + "/readyz", timeout=2).status_code
+                if status == 200 or not self.wait_ready:
                     return self
             except httpx.TransportError:
                 pass

@@ -50,6 +50,12 @@ async def healthz(request: Request) -> JSONResponse:
 @router.get("/readyz", summary="Readiness: models loaded and warmed up")
 async def readyz(request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
+    problem = runtime.readiness_problem() if runtime.status == "ready" else None
+    if problem is not None:
+        return JSONResponse(
+            {"status": "degraded", "error": problem}, status_code=503,
+            headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)},
+        )
     if runtime.status != "ready":
         return JSONResponse(
             {"status": runtime.status, "error": runtime.load_error},

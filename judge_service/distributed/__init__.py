@@ -1,0 +1,1 @@
+"""Distributed mode: API replicas enqueue on Redis Streams, workers score (see worker.py)."""

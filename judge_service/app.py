@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable
 from fastapi import FastAPI
 
 from judge_service import __version__
-from judge_service.api import routes_analyze, routes_meta, routes_score
+from judge_service.api import routes_analyze, routes_jobs, routes_meta, routes_score
+from judge_service.api.routes_jobs import Jobs
 from judge_service.api.auth import AuthMiddleware, build_access
 from judge_service.api.error_table import install_error_handlers
 from judge_service.api.idempotency import IdempotencyMiddleware
@@ -27,6 +28,8 @@ from judge_service.batching.policy import BatchLimits
 from judge_service.batching.scheduler import Scheduler
 from judge_service.cache import InProcessCache, NoCache, RedisCache, ResultCache
 from judge_service.config import Settings, load_settings
+from judge_service.jobs.runner import JobSupervisor
+from judge_service.jobs.store import InMemoryJobStore, JobStore, RedisJobStore
 from judge_service.metrics import ServiceMetrics
 from judge_service.service import JudgeService
 
@@ -50,6 +53,7 @@ class Runtime:
     """After start-up: why this replica cannot serve right now (distributed mode), or None."""
     cache: ResultCache | None = None
     loader: asyncio.Task[None] | None = None
+    jobs: Jobs | None = None
 
 
 def make_cache(settings: Settings, metrics: ServiceMetrics) -> ResultCache:
@@ -61,6 +65,19 @@ def make_cache(settings: Settings, metrics: ServiceMetrics) -> ResultCache:
     if settings.cache_max_entries == 0:
         return NoCache()
     return InProcessCache(settings.cache_max_entries, metrics)
+
+
+def _start_jobs(runtime: Runtime) -> None:
+    """The jobs API over the ready service: in Redis when distributed (any replica answers for
+    any job, and a dead replica's jobs move on), else in this process."""
+    settings = runtime.settings
+    if settings.mode == "distributed" and settings.redis_url:
+        store: JobStore = RedisJobStore(settings.redis_url, settings.redis_key_prefix)
+    else:
+        store = InMemoryJobStore()
+    supervisor = JobSupervisor(store, runtime.service)
+    supervisor.start()
+    runtime.jobs = Jobs(store, supervisor)
 
 
 async def _load_distributed(runtime: Runtime) -> None:
@@ -80,6 +97,7 @@ async def _load_distributed(runtime: Runtime) -> None:
     runtime.cache = make_cache(settings, runtime.metrics)
     backend = RemoteBackend(dispatcher)
     runtime.service = JudgeService(settings, backend, dispatcher, runtime.cache, runtime.metrics)
+    _start_jobs(runtime)
     runtime.status = "ready"
     log.info("API replica %s ready: workers serve judge %s version %s", dispatcher.replica_id,
              backend.info.name, backend.info.version)
@@ -104,6 +122,7 @@ async def _load(runtime: Runtime, backend: JudgeBackend | None) -> None:
     runtime.scheduler.start()
     runtime.cache = make_cache(settings, runtime.metrics)
     runtime.service = JudgeService(settings, backend, runtime.scheduler, runtime.cache, runtime.metrics)
+    _start_jobs(runtime)
     runtime.status = "ready"
     log.info("judge %s version %s is ready", backend.info.name, backend.info.version)
 
@@ -121,6 +140,10 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
         runtime.status = "stopping"
         if runtime.loader and not runtime.loader.done():
             runtime.loader.cancel()
+        if runtime.jobs is not None:  # first: its runners still need the scheduler to finish a chunk
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.jobs.supervisor.stop(), settings.drain_timeout_s)
+            await runtime.jobs.store.close()
         if runtime.scheduler is not None:
             await runtime.scheduler.stop(settings.drain_timeout_s)
         if runtime.cache is not None:
@@ -136,14 +159,15 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    routers = (routes_score.router, routes_analyze.router, routes_meta.router)
+    routers = (routes_score.router, routes_analyze.router, routes_jobs.router, routes_meta.router)
     for router in routers:
         app.include_router(router)
     known_routes = {route.path for router in routers for route in router.routes} | {"/openapi.json", "/docs"}
     if settings.idempotency_max_entries:
         app.add_middleware(IdempotencyMiddleware, max_entries=settings.idempotency_max_entries,
                            ttl_s=settings.idempotency_ttl_s)  # fmt: skip
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes,
+                       path_max_bytes={"/v1/jobs": settings.max_job_request_bytes})
     if access is not None:  # outside the body limit: a request without a key is refused unread
         app.add_middleware(AuthMiddleware, keys=access.keys, limiter=access.limiter, metrics_of=lambda: runtime.metrics)
     app.add_middleware(ObservabilityMiddleware, metrics_of=lambda: runtime.metrics, routes=known_routes)

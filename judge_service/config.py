@@ -156,6 +156,10 @@ class Settings(BaseSettings):
         24 * 3600, ge=1, description="How long a finished job's results are kept."
     )
     max_job_items: int = Field(10_000, ge=1, description="Pairs in one POST /v1/jobs.")
+    job_lease_s: float = Field(
+        15.0, gt=0.0, description="A job's runner renews its lease this often x3; when a replica "
+        "dies, another resumes its jobs after this long."
+    )
     max_job_request_bytes: int = Field(
         1024 * 1024 * 1024, ge=1024, description="Largest POST /v1/jobs body, enforced while reading."
     )

@@ -66,6 +66,12 @@ class PayloadTooLargeError(JudgeError):
     error_type = "payload_too_large"
 
 
+class NotFoundError(JudgeError):
+    """No such resource (an unknown, expired or another key's job id)."""
+
+    error_type = "not_found"
+
+
 class TooManyItemsError(JudgeError):
     error_type = "too_many_items"
 

@@ -97,6 +97,15 @@ class AnalyzeRequest(_RequestOptions):
     items: Annotated[list[AnalyzeItemIn], Field(min_length=1), UniqueIds]
 
 
+class JobRequest(_Strict):
+    items: Annotated[list[ScoreItemIn], Field(min_length=1), UniqueIds]
+    priority: Priority = Field("bulk", description="jobs default to bulk: they yield to interactive traffic")
+    item_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="Deadline of each chunk of items; server default if unset"
+    )
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=32, description="Echoed back; yours to use")
+
+
 # --- responses -------------------------------------------------------------------------------
 
 
@@ -185,3 +194,24 @@ class JudgeInfoOut(BaseModel):
 class ErrorResponse(BaseModel):
     error: ErrorOut
     judge: JudgeOut | None = None
+
+
+class JobOut(BaseModel):
+    """A job's state; ``results`` holds items ``[offset, offset + limit)`` in submission order,
+    ``null`` for an item not scored yet."""
+
+    id: str
+    status: Literal["queued", "running", "succeeded", "cancelled", "failed"]
+    total: int
+    done: int
+    errors: int
+    priority: Priority
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    expires_at: float | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    judge: JudgeOut | None = None
+    offset: int = 0
+    next_offset: int | None = None
+    results: list[ScoreResultOut | None] = Field(default_factory=list)

@@ -28,24 +28,31 @@ class BodyTooLarge(PayloadTooLargeError):
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over ``max_bytes``: at once from Content-Length, else while streaming."""
+    """Refuse bodies over ``max_bytes``: at once from Content-Length, else while streaming.
+    ``path_max_bytes`` gives some paths a limit of their own (``/v1/jobs`` takes whole
+    evaluations)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_max_bytes: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.path_max_bytes = path_max_bytes or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_max_bytes.get(scope.get("path", ""), self.default_max_bytes)
+        await self._limited(scope, receive, send, limit)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.max_bytes:
-                    await self._reject(send, f"request body of {declared} bytes is over the limit of {self.max_bytes} bytes (JUDGE_MAX_REQUEST_BYTES)")
+                if declared > max_bytes:
+                    await self._reject(send, f"request body of {declared} bytes is over the limit of {max_bytes} bytes (JUDGE_MAX_REQUEST_BYTES)")
                     return
         received = 0
         started = False
@@ -55,9 +62,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge(
-                        f"request body is over the limit of {self.max_bytes} bytes "
+                        f"request body is over the limit of {max_bytes} bytes "
                         "(JUDGE_MAX_REQUEST_BYTES)"
                     )
             return message
@@ -72,7 +79,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send, f"request body is over the limit of {self.max_bytes} bytes (JUDGE_MAX_REQUEST_BYTES)")
+                await self._reject(send, f"request body is over the limit of {max_bytes} bytes (JUDGE_MAX_REQUEST_BYTES)")
 
     @staticmethod
     async def _reject(send: Send, message: str) -> None:

@@ -66,9 +66,9 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(problems) + more
 
 
-async def read_form(request: Request) -> FormData:
+async def read_form(request: Request, max_files: int = MULTIPART_MAX_FILES, max_fields: int = 64) -> FormData:
     try:
-        return await request.form(max_files=MULTIPART_MAX_FILES, max_fields=64)
+        return await request.form(max_files=max_files, max_fields=max_fields)
     except StarletteHTTPException as exc:  # starlette's answer to a malformed multipart body
         raise InvalidRequestError(f"multipart body could not be parsed: {exc.detail}") from None
 

@@ -114,3 +114,27 @@ def test_redis_restart_mid_run_loses_no_request(prefix, persistent):
             _answered_once(responses, bodies)
             assert worker.process.poll() is None and api.process.poll() is None  # nobody restarted
             assert "Redis unavailable" in worker.log_text() + api.log_text()
+
+
+def test_job_outlives_the_api_replica_that_accepted_it(prefix):
+    """kill -9 the replica running a job: another replica takes its lapsed lease and finishes
+    the job from the first unscored item; every item is counted once."""
+    env = distributed_env(prefix, JUDGE_FAKE_BACKEND_DELAY_MS="200", JUDGE_MAX_ITEMS_PER_REQUEST="4",
+                          JUDGE_JOB_LEASE_S="2")
+    with RunningWorker(env, "w1"), RunningServer(env) as first, RunningServer(env) as second:
+        body = score_body(9000, 40)
+        job = httpx.post(first.url + "/v1/jobs", json=body, timeout=30).json()
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{second.url}/v1/jobs/{job['id']}").json()["done"] < 8:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        first.process.kill()
+        first.process.wait()
+        at_kill = httpx.get(f"{second.url}/v1/jobs/{job['id']}", params={"limit": 0}).json()
+        assert at_kill["status"] == "running" and at_kill["done"] < 40  # the rest is the second's
+        while (state := httpx.get(f"{second.url}/v1/jobs/{job['id']}", params={"limit": 0}).json())["status"] != "succeeded":
+            assert time.monotonic() < deadline + 30, state
+            time.sleep(0.1)
+        assert state["done"] == 40 and state["errors"] == 0
+        results = httpx.get(f"{second.url}/v1/jobs/{job['id']}", params={"limit": 100}).json()["results"]
+        assert [r["id"] for r in results] == [item["id"] for item in body["items"]]

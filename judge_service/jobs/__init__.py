@@ -1,0 +1,1 @@
+"""The jobs API: large evaluations submitted once, scored in the background, read back later."""

@@ -61,5 +61,14 @@ class ServiceMetrics:
             "judge_item_errors_total", "Per-item errors by type", ["type"], registry=r
         )
 
+        # Distributed mode (API replicas): what the replica sees of the shared work queue.
+        self.workers_live = Gauge(
+            "judge_workers_live", "Workers whose heartbeat is live (distributed mode)", registry=r
+        )
+        self.stream_entries = Gauge(
+            "judge_stream_entries", "Entries in a work stream, read or not (distributed mode)", ["stream"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

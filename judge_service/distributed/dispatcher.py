@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from judge_service.backends.base import BackendJob, BatchReport, JobResult, JudgeInfo
 from judge_service.batching.queue import JobTiming
 from judge_service.config import Settings
-from judge_service.distributed.keys import StreamKeys
+from judge_service.distributed.keys import PRIORITY_STREAMS, StreamKeys
 from judge_service.distributed.wire import (
     BatchTiming,
     WireFormatError,
@@ -346,6 +346,13 @@ class StreamDispatcher:
                 continue
             workers[notice["worker_id"]] = notice
         self.workers = workers
+        self.metrics.workers_live.set(self.live_workers())
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in self.keys.all_work():
+                pipe.xlen(stream)
+            lengths = await pipe.execute()
+        for stream, length in zip(PRIORITY_STREAMS, lengths):
+            self.metrics.stream_entries.labels(stream=stream).set(length)
 
     async def _check_lost(self, now: float) -> None:
         """Results whose notification we missed, and entries that vanished without a result."""

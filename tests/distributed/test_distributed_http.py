@@ -9,7 +9,7 @@ import redis
 
 from judge_service.distributed.keys import CONSUMER_GROUP, StreamKeys
 from judge_service.distributed.testing import RunningWorker
-from judge_service.testing import RunningServer, b64
+from judge_service.testing import RunningServer, b64, metric_value
 from tests.distributed.conftest import SHARED_REDIS_URL, distributed_env
 from tests.distributed.payloads import pair_item, post_all, score_body
 
@@ -52,6 +52,9 @@ def test_not_ready_without_workers_then_ready_and_equal_to_embedded(prefix):
             assert group.status_code == 200 and group.json()["group"]["count"] == 3
             info = httpx.get(api.url + "/v1/judge").json()
             assert info["name"] == "fake-for-tests-only"
+            metrics = httpx.get(api.url + "/metrics").text
+            assert metric_value(metrics, "judge_workers_live") == 1
+            assert metric_value(metrics, "judge_stream_entries", stream="interactive") == 0
         # The only worker left: readiness follows (its heartbeat is deleted on a clean stop).
         deadline = time.monotonic() + 10
         while httpx.get(api.url + "/readyz").status_code != 503:

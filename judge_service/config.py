@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(
         600, ge=1, description="How long a worker's result waits in Redis for its API replica."
     )
+    worker_batch_timeout_s: float = Field(
+        600.0,
+        gt=0.0,
+        description="A worker whose batch computes longer than this is stuck: it exits (code 3) so "
+        "its supervisor restarts it, and its entries are claimed by another worker.",
+    )
     worker_heartbeat_s: float = Field(
         2.0, gt=0.0, description="How often a worker announces itself (readiness of API replicas)."
     )

@@ -15,7 +15,9 @@ One loop per worker process:
 
 A Redis outage never kills a worker: it backs off, keeps finished results in memory until they
 can be written, and recreates the consumer group if Redis came back empty. SIGTERM stops
-reading; the batch in hand finishes (up to ``drain_timeout_s``) before the process exits.
+reading; the batch in hand finishes (up to ``drain_timeout_s``) before the process exits. A
+batch that computes longer than ``worker_batch_timeout_s`` makes the worker exit (status 3),
+since a stuck thread cannot be stopped and a stuck worker would otherwise keep its work forever.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 READ_BLOCK_MS = 500
 """How long an idle worker blocks on the streams before it looks for stale entries again."""
 MAX_BACKOFF_S = 5.0
+EXIT_STUCK = 3
+"""Exit status of a worker that left because a batch outlived ``worker_batch_timeout_s``."""
 
 
 @dataclass
@@ -238,7 +242,17 @@ class StreamWorker:
         keepalive = asyncio.create_task(self._keep_claimed(batch))
         self._busy = True
         try:
-            report = await asyncio.to_thread(self.backend.run_batch, [d.envelope.work for d in batch])
+            compute = asyncio.ensure_future(asyncio.to_thread(self.backend.run_batch, [d.envelope.work for d in batch]))
+            done, _ = await asyncio.wait({compute}, timeout=self.settings.worker_batch_timeout_s)
+            if not done:
+                # A thread cannot be cancelled: leave. The entries stay pending, another worker
+                # claims them, and a batch that stalls every worker fails by delivery count.
+                log.critical("worker %s: a batch of %d jobs is stuck after %.0f s (JUDGE_WORKER_BATCH_TIMEOUT_S); "
+                             "exiting so the worker is restarted", self.worker_id, len(batch),
+                             self.settings.worker_batch_timeout_s)
+                logging.shutdown()
+                os._exit(EXIT_STUCK)
+            report = compute.result()
             if len(report.results) != len(batch):
                 raise RuntimeError(f"backend returned {len(report.results)} results for {len(batch)} jobs")
         except Exception as exc:  # the backend failed the batch: tell each caller, keep looping

@@ -138,3 +138,22 @@ def test_job_outlives_the_api_replica_that_accepted_it(prefix):
         assert state["done"] == 40 and state["errors"] == 0
         results = httpx.get(f"{second.url}/v1/jobs/{job['id']}", params={"limit": 100}).json()["results"]
         assert [r["id"] for r in results] == [item["id"] for item in body["items"]]
+
+
+def test_a_stuck_worker_exits_and_its_work_is_claimed(prefix):
+    """A batch that outlives JUDGE_WORKER_BATCH_TIMEOUT_S makes the worker leave (status 3);
+    its entries are claimed and answered by a healthy worker."""
+    stuck_env = distributed_env(prefix, JUDGE_FAKE_BACKEND_DELAY_MS="60000", JUDGE_WORKER_BATCH_TIMEOUT_S="1",
+                                JUDGE_STREAM_CLAIM_IDLE_S="1")
+    healthy_env = distributed_env(prefix, JUDGE_STREAM_CLAIM_IDLE_S="1")
+    bodies = [score_body(9500, 2)]
+    with RunningServer(healthy_env, wait_ready=False) as api, RunningWorker(stuck_env, "stuck") as stuck:
+        while httpx.get(api.url + "/readyz").status_code != 200:
+            time.sleep(0.1)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(post_all, api.url + "/v1/score", bodies)
+            assert stuck.process.wait(timeout=30) == 3
+            assert "is stuck" in stuck.log_text()
+            with RunningWorker(healthy_env, "healthy") as healthy:
+                _answered_once(pending.result(timeout=30), bodies)
+                assert "claimed" in healthy.log_text()

@@ -36,7 +36,6 @@ from judge_service.batching.queue import JobTiming
 from judge_service.config import Settings
 from judge_service.distributed.keys import PRIORITY_STREAMS, StreamKeys
 from judge_service.distributed.wire import (
-    BatchTiming,
     WireFormatError,
     WorkEnvelope,
     decode_result,
@@ -286,14 +285,11 @@ class StreamDispatcher:
             error_type, message = decoded
             return error_from_wire(error_type, message)
         result, timing = decoded
-        assert isinstance(timing, BatchTiming)
+        assert isinstance(timing, JobTiming)
         self._observe(timing, job)
-        return result, JobTiming(
-            queue_ms=timing.queue_ms, compute_ms=timing.compute_ms, batch_clips=timing.batch_clips,
-            batch_jobs=timing.batch_jobs, batch_unique_clips=timing.batch_unique_clips, stage_ms=timing.stage_ms,
-        )
+        return result, timing
 
-    def _observe(self, timing: BatchTiming, job: RemoteJob) -> None:
+    def _observe(self, timing: JobTiming, job: RemoteJob) -> None:
         self.metrics.queue_time_s.observe(timing.queue_ms / 1000.0)
         self.metrics.compute_time_s.observe(timing.compute_ms / 1000.0)
         now = time.monotonic()

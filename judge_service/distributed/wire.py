@@ -9,13 +9,14 @@ rejected with ``WireFormatError`` when it does not parse, so a poisoned entry fa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from judge_service.audio.clip import AudioClip, DecodedAudio
 from judge_service.backends.base import BackendJob, JobResult, JudgeInfo, PairSpec
+from judge_service.batching.queue import JobTiming
 
 WIRE_VERSION = 1
 
@@ -97,20 +98,7 @@ def decode_work(fields: dict[bytes, bytes]) -> WorkEnvelope:
         raise WireFormatError(f"work entry is malformed ({type(exc).__name__}: {exc})") from None
 
 
-@dataclass(frozen=True)
-class BatchTiming:
-    """Where a job's time went on the worker, in milliseconds."""
-
-    queue_ms: float
-    compute_ms: float
-    batch_clips: int
-    batch_jobs: int
-    batch_unique_clips: int
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    worker_id: str = ""
-
-
-def encode_result(result: JobResult, timing: BatchTiming) -> bytes:
+def encode_result(result: JobResult, timing: JobTiming) -> bytes:
     return json.dumps({
         "v": WIRE_VERSION, "ok": True,
         "result": {"analyses": result.analyses, "scores": result.scores},
@@ -125,8 +113,8 @@ def encode_error(error_type: str, message: str, worker_id: str) -> bytes:
     }).encode()
 
 
-def decode_result(payload: bytes) -> tuple[JobResult, BatchTiming] | tuple[str, str]:
-    """``(JobResult, BatchTiming)`` for a result, ``(error_type, message)`` for an error."""
+def decode_result(payload: bytes) -> tuple[JobResult, JobTiming] | tuple[str, str]:
+    """``(JobResult, JobTiming)`` for a result, ``(error_type, message)`` for an error."""
     try:
         doc = json.loads(payload)
         if doc.get("v") != WIRE_VERSION:
@@ -134,7 +122,7 @@ def decode_result(payload: bytes) -> tuple[JobResult, BatchTiming] | tuple[str, 
         if not doc["ok"]:
             return str(doc["error"]["type"]), str(doc["error"]["message"])
         result = JobResult(analyses=doc["result"]["analyses"], scores=doc["result"]["scores"])
-        return result, BatchTiming(**doc["timing"])
+        return result, JobTiming(**doc["timing"])
     except WireFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

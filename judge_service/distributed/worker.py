@@ -34,10 +34,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from judge_service.backends.base import JudgeBackend
+from judge_service.batching.queue import JobTiming
 from judge_service.config import Settings
 from judge_service.distributed.keys import CONSUMER_GROUP, PRIORITY_STREAMS, StreamKeys
 from judge_service.distributed.wire import (
-    BatchTiming,
     WireFormatError,
     WorkEnvelope,
     decode_header,
@@ -270,10 +270,10 @@ class StreamWorker:
         self.jobs_done += len(batch)
         outcomes = []
         for d, result in zip(batch, report.results):
-            timing = BatchTiming(
+            timing = JobTiming(
                 queue_ms=max(0.0, (started_unix_s - d.envelope.enqueued_unix_s) * 1000.0),
                 compute_ms=compute_ms, batch_clips=clips, batch_jobs=len(batch),
-                batch_unique_clips=report.unique_clips, stage_ms=report.stage_ms, worker_id=self.worker_id,
+                batch_unique_clips=report.unique_clips, stage_ms=report.stage_ms,
             )
             outcomes.append(Outcome(d, encode_result(result, timing)))
         return outcomes

@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 from judge_service.audio import AudioLimits, decode_audio
 from judge_service.backends.base import BackendJob, PairSpec
 from judge_service.backends.fake import FakeBackendForTests
+from judge_service.batching.queue import JobTiming
 from judge_service.config import load_settings
 from judge_service.distributed.keys import CONSUMER_GROUP, StreamKeys
 from judge_service.distributed.wire import (
-    BatchTiming,
     WireFormatError,
     WorkEnvelope,
     decode_result,
@@ -77,7 +77,7 @@ def test_truncated_pcm_is_refused():
 
 def test_result_round_trip_and_errors():
     report = FakeBackendForTests().run_batch([_job(3)])
-    timing = BatchTiming(1.0, 2.0, 2, 1, 2, {"fake": 0.0}, "w1")
+    timing = JobTiming(1.0, 2.0, 2, 1, 2, {"fake": 0.0})
     result, back_timing = decode_result(encode_result(report.results[0], timing))
     assert result == report.results[0] and back_timing == timing
     with pytest.raises(WireFormatError):

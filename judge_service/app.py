@@ -20,6 +20,7 @@ from judge_service.api import routes_analyze, routes_jobs, routes_meta, routes_s
 from judge_service.api.routes_jobs import Jobs
 from judge_service.api.auth import AuthMiddleware, build_access
 from judge_service.api.error_table import install_error_handlers
+from judge_service.api.openapi_docs import install_openapi
 from judge_service.api.idempotency import IdempotencyMiddleware
 from judge_service.api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware
 from judge_service.backends.base import JudgeBackend
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, backend: JudgeBackend | None = 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     routers = (routes_score.router, routes_analyze.router, routes_jobs.router, routes_meta.router)
     for router in routers:
         app.include_router(router)

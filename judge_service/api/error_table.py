@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from judge_service.errors import JudgeError, NotReadyError, QueueFullError
+from judge_service.errors import JudgeError, NotReadyError, PayloadTooLargeError, QueueFullError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers["Retry-After"] = str(int(exc.retry_after_s))
         elif isinstance(exc, NotReadyError):
             headers["Retry-After"] = str(NOT_READY_RETRY_AFTER_S)
+        elif isinstance(exc, PayloadTooLargeError):
+            # The rest of an over-long body is never read: closing makes uvicorn drop it instead
+            # of draining it (an endless chunked upload would otherwise be read forever).
+            headers["Connection"] = "close"
         return error_response(exc.error_type, exc.message, _judge_of(request), headers)
 
     @app.exception_handler(RequestValidationError)

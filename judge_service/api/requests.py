@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import Annotated, Any, AsyncIterator, TypeVar
 
@@ -14,6 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from judge_service.errors import InvalidRequestError, NotReadyError
+from judge_service.schemas import ITEM_ID_PATTERN
 from judge_service.service import JudgeService, RequestTiming
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -95,6 +97,16 @@ def form_text(form: FormData, field: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidRequestError(f"multipart field {field!r} must be text, not a file")
+    return value
+
+
+def form_item_id(form: FormData, default: str) -> str:
+    """The multipart ``id`` field, held to the same rule as JSON item ids (no control characters)."""
+    value = form_text(form, "id")
+    if value is None:
+        return default
+    if not re.fullmatch(ITEM_ID_PATTERN, value):
+        raise InvalidRequestError("multipart field 'id' must be 1-256 characters without control characters")
     return value
 
 

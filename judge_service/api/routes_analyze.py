@@ -7,41 +7,30 @@ from fastapi.responses import JSONResponse
 
 from judge_service.api.auth import effective_priority
 from judge_service.api.error_table import error_response
+from judge_service.api.openapi_docs import ERROR_RESPONSES, multipart_body
 from judge_service.api.requests import (
     Service,
     Stopwatch,
     disconnect_watch,
     form_file,
+    form_item_id,
     form_text,
     is_multipart,
     parse_json,
     read_form,
     timing_headers,
 )
-from judge_service.schemas import AnalyzeRequest, AnalyzeResponse
+from judge_service.schemas import ITEM_ID_PATTERN, AnalyzeRequest, AnalyzeResponse
 from judge_service.service import ClipInput, RequestTiming
 
-router = APIRouter(prefix="/v1", tags=["analysis"])
+router = APIRouter(prefix="/v1", tags=["analysis"], responses=ERROR_RESPONSES)
 
-_MULTIPART_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/AnalyzeRequest"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["audio"],
-                    "properties": {
-                        "audio": {"type": "string", "format": "binary"},
-                        "id": {"type": "string"},
-                        "text": {"type": "string"},
-                    },
-                }
-            },
-        },
-        "required": True,
-    }
-}
+_MULTIPART_DOC = multipart_body("AnalyzeRequest", {
+    "audio": {"type": "string", "format": "binary"},
+    "id": {"type": "string", "pattern": ITEM_ID_PATTERN},
+    "text": {"type": "string"},
+    "priority": {"type": "string", "enum": ["interactive", "bulk"]},
+}, required=["audio"])
 
 
 @router.post("/analyze", response_model=AnalyzeResponse, openapi_extra=_MULTIPART_DOC,
@@ -52,7 +41,7 @@ async def analyze(request: Request, service: Service) -> JSONResponse:
     multipart = is_multipart(request)
     if multipart:
         form = await read_form(request)
-        clip_id = form_text(form, "id") or "clip"
+        clip_id = form_item_id(form, "clip")
         clips = [ClipInput(clip_id, data=await form_file(form, "audio"), text=form_text(form, "text"))]
         priority, timeout_s = "interactive", None
     else:

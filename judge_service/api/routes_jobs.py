@@ -18,38 +18,25 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from judge_service.api.auth import effective_priority
+from judge_service.api.openapi_docs import ERROR_RESPONSES, multipart_body
 from judge_service.api.requests import form_files, form_text, is_multipart, parse_json, read_form, validate_model
 from judge_service.errors import InvalidRequestError, NotFoundError, NotReadyError, TooManyItemsError
 from judge_service.jobs.runner import JobSupervisor
 from judge_service.jobs.store import JobStore
-from judge_service.schemas import JobOut, JobRequest
+from judge_service.schemas import ErrorResponse, JobOut, JobRequest
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses={**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "no such job (unknown, expired, or another key's)"}})
 
 MAX_PAGE_ITEMS = 1000
 MULTIPART_JOB_MAX_FILES = 2 * 5000
 
-_MULTIPART_JOB_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["query", "response"],
-                    "properties": {
-                        "query": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "response": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "items": {"type": "string", "description": "JSON list, one object per pair in file "
-                                  "order: {id, labels?, query_text?, response_text?}"},
-                        "priority": {"type": "string", "enum": ["interactive", "bulk"]},
-                    },
-                }
-            },
-        },
-        "required": True,
-    }
-}
+_MULTIPART_JOB_DOC = multipart_body("JobRequest", {
+    "query": {"type": "array", "items": {"type": "string", "format": "binary"}},
+    "response": {"type": "array", "items": {"type": "string", "format": "binary"}},
+    "items": {"type": "string", "description": "JSON list, one object per pair in file order: "
+              "{id, labels?, query_text?, response_text?}"},
+    "priority": {"type": "string", "enum": ["interactive", "bulk"]},
+}, required=["query", "response"])
 
 
 class Jobs:
@@ -80,7 +67,13 @@ async def _job_items_from_multipart(request: Request) -> tuple[list[dict[str, An
             f"multipart job needs as many 'query' as 'response' files, paired in order "
             f"(got {len(queries)} and {len(responses)})"
         )
-    described = json.loads(form_text(form, "items") or "null") if form.get("items") else None
+    described = None
+    if form.get("items"):
+        try:
+            described = json.loads(form_text(form, "items") or "null")
+        except (ValueError, RecursionError):
+            raise InvalidRequestError("multipart field 'items' is not valid JSON; send a JSON list of "
+                                      "{id, labels?, query_text?, response_text?} objects") from None
     if described is not None and (not isinstance(described, list) or len(described) != len(queries)):
         raise InvalidRequestError("multipart field 'items' must be a JSON list with one object per pair")
     items = []

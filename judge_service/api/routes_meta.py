@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from judge_service.api.error_table import NOT_READY_RETRY_AFTER_S
@@ -65,6 +65,6 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "judge": runtime.service.judge})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

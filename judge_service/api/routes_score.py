@@ -14,6 +14,7 @@ from judge_service.api.requests import (
     form_file,
     form_files,
     form_priority,
+    form_item_id,
     form_text,
     is_multipart,
     parse_json,
@@ -21,8 +22,10 @@ from judge_service.api.requests import (
     timing_headers,
     validate_model,
 )
+from judge_service.api.openapi_docs import ERROR_RESPONSES, LABEL_FIELDS, multipart_body
 from judge_service.errors import InvalidRequestError
 from judge_service.schemas import (
+    ITEM_ID_PATTERN,
     GroupRequest,
     GroupResponse,
     KnownLabels,
@@ -31,31 +34,26 @@ from judge_service.schemas import (
 )
 from judge_service.service import ClipInput, PairInput, RequestTiming
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERROR_RESPONSES)
 
-_MULTIPART_SCORE_DOC = {
-    "requestBody": {
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["query", "response"],
-                    "properties": {
-                        "query": {"type": "string", "format": "binary"},
-                        "response": {"type": "string", "format": "binary"},
-                        "id": {"type": "string"},
-                        "emotion": {"type": "string"}, "sarcasm": {"type": "string"},
-                        "age": {"type": "string"}, "gender": {"type": "string"},
-                        "query_text": {"type": "string"}, "response_text": {"type": "string"},
-                        "priority": {"type": "string", "enum": ["interactive", "bulk"]},
-                    },
-                }
-            },
-        },
-        "required": True,
-    }
-}
+_MULTIPART_SCORE_DOC = multipart_body("ScoreRequest", {
+    "query": {"type": "string", "format": "binary"},
+    "response": {"type": "string", "format": "binary"},
+    "id": {"type": "string", "pattern": ITEM_ID_PATTERN},
+    **LABEL_FIELDS,
+    "query_text": {"type": "string"}, "response_text": {"type": "string"},
+    "priority": {"type": "string", "enum": ["interactive", "bulk"]},
+}, required=["query", "response"])
+
+_MULTIPART_GROUP_DOC = multipart_body("GroupRequest", {
+    "query": {"type": "string", "format": "binary"},
+    "response": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "one file per response; its file name is the item id"},
+    "id": {"type": "string", "pattern": ITEM_ID_PATTERN},
+    **LABEL_FIELDS,
+    "query_text": {"type": "string"},
+    "priority": {"type": "string", "enum": ["interactive", "bulk"]},
+}, required=["query", "response"])
 
 
 @router.post(
@@ -72,7 +70,7 @@ async def score(request: Request, service: Service) -> JSONResponse:
     multipart = is_multipart(request)
     if multipart:
         form = await read_form(request)
-        item_id = form_text(form, "id") or "pair"
+        item_id = form_item_id(form, "pair")
         labels = validate_model(
             KnownLabels, {k: form_text(form, k) for k in ("emotion", "sarcasm", "age", "gender") if form.get(k)}
         )
@@ -110,6 +108,7 @@ async def score(request: Request, service: Service) -> JSONResponse:
 @router.post(
     "/score/group",
     response_model=GroupResponse,
+    openapi_extra=_MULTIPART_GROUP_DOC,
     summary="Score G responses to one query; returns group mean, std and GRPO advantages",
 )
 async def score_group(request: Request, service: Service) -> JSONResponse:
@@ -119,7 +118,7 @@ async def score_group(request: Request, service: Service) -> JSONResponse:
     timing = RequestTiming()
     if is_multipart(request):
         form = await read_form(request)
-        group_id = form_text(form, "id") or "group"
+        group_id = form_item_id(form, "group")
         labels = validate_model(
             KnownLabels, {k: form_text(form, k) for k in ("emotion", "sarcasm", "age", "gender") if form.get(k)}
         ).as_dict()

@@ -25,7 +25,6 @@ import collections
 import faulthandler
 import hashlib
 import json
-import os
 import resource
 import signal
 import subprocess

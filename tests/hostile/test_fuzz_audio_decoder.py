@@ -2,14 +2,13 @@
 decodes to a finite 16 kHz mono clip or raises a ``JudgeError``. The full run (10,000+ inputs,
 time and memory watch, decompression bombs) is ``scripts/hostile/fuzz_audio_decoder.py``.
 
-The decoder bugs that run found are reproduced below as strict xfails; the property test steps
-around exactly those inputs (``_known_bug``) until they are fixed, then both go.
+The decoder bugs that run found (gigabyte resampling kernels at rates coprime to 16 kHz,
+decompression bombs, finite samples that overflow to inf) are fixed; their reproducers below
+guard the fixes.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import subprocess
 import sys
 import textwrap
@@ -17,40 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from judge_service.audio.decode import AudioLimits, decode_audio, decode_base64_audio
-from judge_service.config import TARGET_SAMPLE_RATE_HZ
 from judge_service.errors import JudgeError
 from scripts.hostile.audio_mutations import STRATEGIES, wav_bytes
 from scripts.hostile.fuzz_audio_decoder import output_problem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIMITS = AudioLimits()
-RESAMPLE_KERNEL_BUDGET = 1_000_000
-"""(rate / gcd) * (16000 / gcd): 70,560 for 44.1 kHz, 282,240 for 11.025 kHz; 64 million at 4001 Hz."""
-
-
-def _known_bug(data: bytes) -> bool:
-    """Inputs that hit a reported decoder bug (the xfail tests below)."""
-    try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:
-        return False
-    rate = int(info.samplerate)
-    g = math.gcd(rate, TARGET_SAMPLE_RATE_HZ) or 1
-    if (rate // g) * (TARGET_SAMPLE_RATE_HZ // g) > RESAMPLE_KERNEL_BUDGET:
-        return True
-    if info.subtype in ("FLOAT", "DOUBLE"):
-        try:
-            samples, _ = sf.read(io.BytesIO(data), dtype="float64", always_2d=True, frames=200_000)
-        except Exception:
-            return False
-        finite = samples[np.isfinite(samples)]
-        return finite.size > 0 and float(np.abs(finite).max()) > 1e37
-    return False
 
 
 @settings(max_examples=300, deadline=None, database=None, derandomize=True,
@@ -65,7 +40,6 @@ def test_every_hostile_input_decodes_to_a_valid_clip_or_raises_a_judge_error(dat
         except JudgeError:
             return
     else:
-        assume(not _known_bug(payload))
         try:
             decoded = decode_audio("fuzz", payload, LIMITS)
         except JudgeError:
@@ -91,10 +65,6 @@ def _run_isolated(code: str, timeout_s: float = 120) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout_s)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reported: torchaudio's resample builds a dense (rate/gcd) x (16000/gcd) sinc kernel; a "
-    "484-byte WAV at 4001 Hz takes ~1 GB and ~1 s, a 21 KB one at 191999 Hz asks for 12.3 GB "
-    "(RuntimeError, 500 internal_error over HTTP)"))
 @pytest.mark.parametrize("rate_hz", [4_001, 191_999])
 def test_a_sample_rate_coprime_to_16khz_decodes_cheaply(rate_hz):
     done = _run_isolated(f"""
@@ -113,9 +83,6 @@ def test_a_sample_rate_coprime_to_16khz_decodes_cheaply(rate_hz):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reported: a decompression bomb: 92 KB of FLAC (8 channels, 192 kHz, 59 s of silence) is "
-    "decoded as one float32 array of all channels, ~530 MB before the downmix"))
 def test_many_channels_of_silence_do_not_take_hundreds_of_megabytes():
     done = _run_isolated("""
         buffer = io.BytesIO()
@@ -126,16 +93,16 @@ def test_many_channels_of_silence_do_not_take_hundreds_of_megabytes():
         data = buffer.getvalue()
         open("/proc/self/clear_refs", "w").write("5")
         before = status_mb("VmHWM")
-        decode_audio("x", data, AudioLimits())
+        try:
+            decode_audio("x", data, AudioLimits())  # refused from its header (decoding budget)
+        except JudgeError:
+            pass
         grown = status_mb("VmHWM") - before
         assert grown < 256, f"decoding {len(data)} bytes raised peak RSS by {grown} MB"
     """)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reported: finite float samples near float32's maximum pass the NaN/Inf check, then the "
-    "downmix (float32 sum) or the resampler overflows to inf; the clip goes on with inf samples"))
 @pytest.mark.parametrize(("channels", "rate_hz"), [(2, 16_000), (1, 22_050)])
 def test_huge_float_samples_never_decode_to_inf(channels, rate_hz):
     samples = np.full((int(rate_hz * 0.2), channels), 3.0e38 if channels == 2 else 3.4e38, dtype="<f4")

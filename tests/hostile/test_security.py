@@ -78,10 +78,6 @@ def test_a_declared_content_length_over_the_limit_is_refused_before_any_body(sma
     assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:300]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reported: the 413 for a chunked body is answered by the app's JudgeError handler without "
-    "'connection: close', so uvicorn keeps the connection and reads (and drops) the rest of the "
-    "upload; an endless chunked body is read for as long as the client sends"))
 def test_the_server_stops_reading_a_chunked_upload_it_refused(small_body_server):
     yielded = 0
 

@@ -7,13 +7,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from judge_service.api.error_table import NOT_READY_RETRY_AFTER_S
+from judge_service.api.openapi_docs import ERROR_RESPONSES
 from judge_service.api.requests import Service
 from judge_service.schemas import JudgeInfoOut
 
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/v1/judge", response_model=JudgeInfoOut, summary="Judge identity, labels and limits")
+@router.get("/v1/judge", response_model=JudgeInfoOut, summary="Judge identity, labels and limits",
+            responses={k: ERROR_RESPONSES[k] for k in (401, 403, 503)})
 async def judge_info(service: Service) -> JudgeInfoOut:
     info = service.backend.info
     s = service.settings
@@ -39,7 +41,8 @@ async def judge_info(service: Service) -> JudgeInfoOut:
     )
 
 
-@router.get("/healthz", summary="Liveness: the process runs and its judge did not fail to load")
+@router.get("/healthz", summary="Liveness: the process runs and its judge did not fail to load",
+            responses={500: {"description": "the judge failed to load: restart the process"}})
 async def healthz(request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
     if runtime.status == "failed":
@@ -47,7 +50,8 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "judge": runtime.status})
 
 
-@router.get("/readyz", summary="Readiness: models loaded and warmed up")
+@router.get("/readyz", summary="Readiness: models loaded and warmed up",
+            responses={503: {"description": "loading, waiting for workers, degraded or stopping; see Retry-After"}})
 async def readyz(request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
     problem = runtime.readiness_problem() if runtime.status == "ready" else None
@@ -65,6 +69,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "judge": runtime.service.judge})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse,
+            responses={401: ERROR_RESPONSES[401]})
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -39,7 +39,7 @@ def _experiment(args: argparse.Namespace) -> int:
     try:
         report = run_experiment(Path(args.out), judge_url, config=config, train_per_dimension=args.train_per_dimension,
                                 eval_per_dimension=args.eval_per_dimension, label_fraction=args.label_fraction,
-                                workers=args.workers, log=_log)  # fmt: skip
+                                workers=args.workers, log=_log, reward_judge_url=args.reward_judge_url)  # fmt: skip
     finally:
         if server is not None:
             server.stop()
@@ -113,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--train-per-dimension", type=int, default=40)
     p.add_argument("--eval-per-dimension", type=int, default=25)
     p.add_argument("--label-fraction", type=float, default=0.1)
+    p.add_argument("--reward-judge-url", default=None,
+                   help="a judge service for the GRPO rewards only (e.g. JUDGE_BACKEND=paras2s-distilled); "
+                        "the held-out evaluation uses --judge-url")
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=_experiment)
     p = sub.add_parser("grpo", help="GRPO of the CPU ReplyPolicy on a manifest's prompts (resumable)")

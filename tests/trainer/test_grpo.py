@@ -148,9 +148,13 @@ def test_tiny_experiment_end_to_end_with_the_real_judge(tmp_path: Path) -> None:
     from trainer_client.grpo.experiment import run_experiment
 
     config = GRPOConfig(steps=2, group_size=3, prompts_per_step=2, sft_epochs=20)
-    with RunningServer({"JUDGE_REDIS_URL": ""}) as judge:
+    # As in the paper: the fast distilled model gives the GRPO rewards, the full judge evaluates.
+    with RunningServer({"JUDGE_REDIS_URL": ""}) as judge, \
+            RunningServer({"JUDGE_REDIS_URL": "", "JUDGE_BACKEND": "paras2s-distilled"}) as reward_judge:
         report = run_experiment(tmp_path / "exp", judge.url, config=config, train_per_dimension=1, eval_per_dimension=1,
-                                label_fraction=0.5, annotation_fractions=(1.0,), workers=0, log=lambda _: None)  # fmt: skip
+                                label_fraction=0.5, annotation_fractions=(1.0,), workers=0, log=lambda _: None,
+                                reward_judge_url=reward_judge.url)  # fmt: skip
+    assert report["judge"]["name"] == "paras2s-baseline" and report["reward_judge"]["name"] == "paras2s-distilled"
     assert set(report["policies"]) == {"base", "sft", "sft+grpo", "sft@1"}
     for policy in report["policies"].values():
         assert 1.0 <= policy["overall"]["mean"] <= 5.0

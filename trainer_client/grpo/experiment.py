@@ -67,8 +67,11 @@ def _choice_stats(policy: ReplyPolicy, prompts: Sequence[Prompt]) -> dict[str, f
 def run_experiment(
     out_dir: Path, judge_url: str, *, config: GRPOConfig, train_per_dimension: int = 40, eval_per_dimension: int = 25,
     label_fraction: float = 0.1, annotation_fractions: Sequence[float] = (0.25, 0.5, 1.0), workers: int | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, reward_judge_url: str | None = None,
 ) -> dict:  # fmt: skip
+    """Run the experiment; ``judge_url`` scores the held-out evaluation and, unless
+    ``reward_judge_url`` is given (e.g. the distilled reward model, as in the paper), the GRPO
+    rewards too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     train_manifest = generate(out_dir / "train-prompts", per_dimension=train_per_dimension, seed=config.seed,
@@ -90,6 +93,8 @@ def run_experiment(
     speaker = Speaker(out_dir / "replies", workers=workers)
     client = SyncJudgeClient(judge_url, deadline_s=None)
     info = client.wait_until_ready()
+    reward_client = client if reward_judge_url is None else SyncJudgeClient(reward_judge_url, deadline_s=None)
+    reward_info = info if reward_judge_url is None else reward_client.wait_until_ready()
     policies: dict[str, ReplyPolicy] = {"base": fresh()}
     sft = fresh()
     train_sft(sft, labelled(label_fraction), config)
@@ -100,7 +105,7 @@ def run_experiment(
     run = GRPORun(grpo_policy, reference, torch.optim.Adam(grpo_policy.parameters(), lr=config.learning_rate),
                   config, out_dir / "grpo")  # fmt: skip
     grpo_started = time.monotonic()
-    history = train_grpo(run, train, JudgeRewards(client, speaker, config.reward_scale), log)
+    history = train_grpo(run, train, JudgeRewards(reward_client, speaker, config.reward_scale), log)
     grpo_s = time.monotonic() - grpo_started
     policies["sft+grpo"] = grpo_policy
     for fraction in annotation_fractions:
@@ -111,6 +116,7 @@ def run_experiment(
         reward_curve_png(out_dir / "grpo" / "log.jsonl", out_dir / "reward_curve.png")
 
     report: dict = {"judge": {"name": info.name, "version": info.version, "rubric_version": info.rubric_version},
+                    "reward_judge": {"name": reward_info.name, "version": reward_info.version},
                     "config": json.loads(config.to_json()), "train_prompts": len(train), "heldout_prompts": len(heldout),
                     "labelled_prompts": len(labelled(label_fraction)), "grpo_s": round(grpo_s, 1),
                     "grpo_pairs_scored": len(history) * config.prompts_per_step * config.group_size, "policies": {}}  # fmt: skip
@@ -124,6 +130,8 @@ def run_experiment(
         }  # fmt: skip
         log(f"[experiment] {name}: held-out judge score {table['overall']['mean']:.3f} {table['overall']['ci95']}")
     client.close()
+    if reward_client is not client:
+        reward_client.close()
     sft_mean = report["policies"]["sft"]["overall"]["mean"]
     grpo_mean = report["policies"]["sft+grpo"]["overall"]["mean"]
     report["grpo_relative_gain_over_sft"] = (grpo_mean - sft_mean) / sft_mean
@@ -153,7 +161,8 @@ def experiment_markdown(report: dict) -> str:
              f"{report['train_prompts']} training prompts ({report['labelled_prompts']} labelled), "
              f"{report['heldout_prompts']} held-out prompts; GRPO {report['config']['steps']} steps x "
              f"{report['config']['prompts_per_step']} prompts x G={report['config']['group_size']}, "
-             f"KL beta {report['config']['kl_beta']} ({report['grpo_s']} s).", "",
+             f"KL beta {report['config']['kl_beta']} ({report['grpo_s']} s); GRPO rewards from "
+             f"`{report.get('reward_judge', report['judge'])['name']}`.", "",
              "| policy | held-out score [95% CI] | " + " | ".join(dims) + " | gold content | gold tone |",
              "|---|---|" + "---|" * len(dims) + "---|---|"]  # fmt: skip
     for name, p in report["policies"].items():

@@ -58,28 +58,64 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RunningServer:
+class JudgeProcess:
+    """``python -m judge_service <command>`` as a child process whose output goes to a log
+    file; ``env`` adds JUDGE_* settings. The shared part of ``RunningServer`` and the
+    distributed mode's ``RunningWorker``."""
+
+    def __init__(self, env: dict[str, str] | None, log_prefix: str) -> None:
+        self.env = {**os.environ, "JUDGE_LOG_LEVEL": "info", **(env or {})}
+        self._log = tempfile.NamedTemporaryFile(prefix=log_prefix, suffix=".log", delete=False)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, *args: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "judge_service", *args], env=self.env,
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-whatever."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM, wait (SIGKILL after ``timeout_s``); the exit status, None if never started."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def log_text(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        Path(self._log.name).unlink(missing_ok=True)
+
+
+class RunningServer(JudgeProcess):
     """``python -m judge_service serve`` in its own process, on ``port`` (default: a free one).
 
     ``env`` adds JUDGE_* settings. Use as a context manager; ``url`` is the base URL and
     ``log_text()`` returns what the server printed (for assertions and failure messages).
+    ``start`` returns once ``/readyz`` says 200, or, with ``wait_ready=False``, once it answers.
     """
 
     def __init__(self, env: dict[str, str] | None = None, ready_timeout_s: float = 180.0, port: int = 0,
                  wait_ready: bool = True) -> None:
+        super().__init__(env, "judge-server-")
         self.wait_ready = wait_ready
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "JUDGE_LOG_LEVEL": "info", **(env or {})}
         self.ready_timeout_s = ready_timeout_s
-        self._log = tempfile.NamedTemporaryFile(prefix="judge-server-", suffix=".log", delete=False)
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RunningServer:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "judge_service", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.spawn("serve", "--host", "127.0.0.1", "--port", str(self.port))
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -94,25 +130,8 @@ class RunningServer:
         self.stop()
         raise RuntimeError(f"server not ready in {self.ready_timeout_s} s:\n{self.log_text()}")
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def log_text(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
-
     def __enter__(self) -> RunningServer:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        Path(self._log.name).unlink(missing_ok=True)
 
 
 class ThreadedUvicorn:

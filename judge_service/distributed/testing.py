@@ -7,62 +7,28 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import redis
 
-from judge_service.testing import free_port
+from judge_service.testing import JudgeProcess, free_port
 
 
-class RunningWorker:
+class RunningWorker(JudgeProcess):
     """``python -m judge_service worker`` in its own process; ``env`` adds JUDGE_* settings."""
 
     def __init__(self, env: dict[str, str], worker_id: str) -> None:
+        super().__init__(env, f"judge-worker-{worker_id}-")
         self.worker_id = worker_id
-        self.env = {**os.environ, "JUDGE_LOG_LEVEL": "info", **env}
-        self._log = tempfile.NamedTemporaryFile(prefix=f"judge-worker-{worker_id}-", suffix=".log", delete=False)
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RunningWorker:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "judge_service", "worker", "--worker-id", self.worker_id],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.spawn("worker", "--worker-id", self.worker_id)
         return self
-
-    def kill(self) -> None:
-        """SIGKILL: the worker dies mid-whatever, leaving its entries pending."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM and wait; returns the exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def log_text(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
 
     def __enter__(self) -> RunningWorker:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        Path(self._log.name).unlink(missing_ok=True)
 
 
 class TempRedis:

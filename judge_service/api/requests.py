@@ -23,11 +23,17 @@ DISCONNECT_POLL_S = 0.1
 MULTIPART_MAX_FILES = 257
 
 
-def get_service(request: Request) -> JudgeService:
+def ready_part(request: Request, name: str) -> Any:
+    """``runtime.<name>`` (the service, the jobs), or ``NotReadyError`` while it is not built."""
     runtime = request.app.state.runtime
-    if runtime.service is None:
+    part = getattr(runtime, name)
+    if part is None:
         raise NotReadyError(f"the judge is {runtime.status}; retry shortly (see /readyz)")
-    return runtime.service
+    return part
+
+
+def get_service(request: Request) -> JudgeService:
+    return ready_part(request, "service")
 
 
 Service = Annotated[JudgeService, Depends(get_service)]

@@ -19,8 +19,16 @@ from fastapi.responses import JSONResponse
 
 from judge_service.api.auth import effective_priority
 from judge_service.api.openapi_docs import ERROR_RESPONSES, multipart_body
-from judge_service.api.requests import form_files, form_text, is_multipart, parse_json, read_form, validate_model
-from judge_service.errors import InvalidRequestError, NotFoundError, NotReadyError, TooManyItemsError
+from judge_service.api.requests import (
+    form_files,
+    form_text,
+    is_multipart,
+    parse_json,
+    read_form,
+    ready_part,
+    validate_model,
+)
+from judge_service.errors import InvalidRequestError, NotFoundError, TooManyItemsError
 from judge_service.jobs.runner import JobSupervisor
 from judge_service.jobs.store import JobStore
 from judge_service.schemas import ErrorResponse, JobOut, JobRequest
@@ -46,10 +54,7 @@ class Jobs:
 
 
 def get_jobs(request: Request) -> Jobs:
-    runtime = request.app.state.runtime
-    if runtime.jobs is None:
-        raise NotReadyError(f"the judge is {runtime.status}; retry shortly (see /readyz)")
-    return runtime.jobs
+    return ready_part(request, "jobs")
 
 
 JobsDep = Annotated[Jobs, Depends(get_jobs)]

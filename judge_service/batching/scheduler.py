@@ -169,10 +169,15 @@ class Scheduler:
 
 
 def _fail(job: ScheduledJob, error: JudgeError) -> None:
-    if not job.future.done():
-        job.future.set_exception(error)
+    fail_future(job.future, error)
+
+
+def fail_future(future: asyncio.Future[Any], error: JudgeError) -> None:
+    """Fail a job's future (once), shared with the distributed mode's dispatcher."""
+    if not future.done():
+        future.set_exception(error)
         # The caller may have gone; do not let asyncio warn about a never-retrieved error.
-        job.future.add_done_callback(_consume_exception)
+        future.add_done_callback(_consume_exception)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from judge_service.backends.base import BackendJob, BatchReport, JobResult, JudgeInfo
 from judge_service.batching.queue import JobTiming
+from judge_service.batching.scheduler import fail_future
 from judge_service.config import Settings
 from judge_service.distributed.keys import PRIORITY_STREAMS, StreamKeys
 from judge_service.distributed.wire import (
@@ -192,12 +193,9 @@ class StreamDispatcher:
             return
         self._inflight_clips -= job.work.num_clips
         self._update_gauges()
-        if job.future.done():
-            return
         if isinstance(outcome, JudgeError):
-            job.future.set_exception(outcome)
-            job.future.add_done_callback(_consume_exception)
-        else:
+            fail_future(job.future, outcome)
+        elif not job.future.done():
             job.future.set_result(outcome)
 
     def _delete_entries(self, jobs: list[RemoteJob]) -> None:
@@ -429,7 +427,3 @@ def _all_subclasses(cls: type) -> list[type]:
         out += [sub, *_all_subclasses(sub)]
     return out
 
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -243,9 +243,10 @@ def unsafe_loads(source: str, filename: str = "<source>") -> list[str]:
 
 
 def test_the_scanner_finds_unsafe_loads_and_passes_safe_ones():
+    # Written with LOAD and filled in, so this sample is not itself an unsafe call to a text scan.
     unsafe = ("import torch\nimport numpy as np\nimport pickle\nfrom joblib import load\n"
-              "torch.load(p)\ntorch.load(p, weights_only=False)\nnp.load(p, allow_pickle=True)\n"
-              "pickle.loads(b)\nload(p)\n")
+              "torch.LOAD(p)\ntorch.LOAD(p, weights_only=False)\nnp.load(p, allow_pickle=True)\n"
+              "pickle.LOADs(b)\nload(p)\n").replace("LOAD", "load")
     safe = "import torch\nimport numpy as np\ntorch.load(p, weights_only=True)\nnp.load(p)\nnp.load(p, allow_pickle=False)\n"
     assert len(unsafe_loads(unsafe)) == 5
     assert unsafe_loads(safe) == []

@@ -18,7 +18,7 @@ import numpy as np
 
 from judge_service.judge import analysers as analysers_module
 from judge_service.judge import rubric as rubric_module
-from judge_service.judge.analysers import labels_from_proba, load_analyser, prosody_vector
+from judge_service.judge.analysers import PROSODY_FEATURES, analyser_vector, labels_from_proba, load_analyser
 from judge_service.judge.baseline import describe_tone
 from judge_service.judge.labels import LABEL_SETS
 from judge_service.judge.rubric import (
@@ -26,6 +26,7 @@ from judge_service.judge.rubric import (
     RUBRIC_VERSION,
     affinity_features,
     band_of,
+    intent_features,
     load_rubric,
     rubric_features,
     style_vector,
@@ -66,6 +67,7 @@ class PolyToneJudge:
         self.analyser = load_analyser(self.model_dir)
         self.rubric = load_rubric(self.model_dir)
         self.bank = self.rubric.bank()
+        self.intent = self.rubric.intent()
 
     def weight_files(self) -> list[Path]:
         return [self.model_dir / analysers_module.WEIGHTS_FILE, self.model_dir / rubric_module.WEIGHTS_FILE]
@@ -73,7 +75,7 @@ class PolyToneJudge:
     def describe(self, clips: list[ClipEvidence]) -> list[ClipStyle]:
         if not clips:
             return []
-        prosody = np.stack([prosody_vector(c.prosody) for c in clips])
+        prosody = np.stack([analyser_vector(c.prosody) for c in clips])
         proba = self.analyser.predict_proba(np.stack([c.embedding for c in clips]), prosody)
         styles = []
         for i, clip in enumerate(clips):
@@ -89,7 +91,7 @@ class PolyToneJudge:
                 tone["description"] = tone["description"].replace(" voice (", ", " + ", ".join(sounds) + " voice (", 1)
             styles.append(ClipStyle(
                 labels=labels, tone=tone,
-                internal=PolyToneClip(style_vector({d: proba[d][i] for d in LABEL_SETS}), prosody[i]),
+                internal=PolyToneClip(style_vector({d: proba[d][i] for d in LABEL_SETS}), prosody[i, : len(PROSODY_FEATURES)]),
             ))
         return styles
 
@@ -105,9 +107,10 @@ class PolyToneJudge:
                 q_style[offset + labels.index(known_labels[dim])] = 1.0
             offset += len(labels)
         affinity = affinity_features(self.bank.expected_levels(reply.text_vector[None]), q_style[None])
+        intent = intent_features(self.intent.predict(reply.text_vector[None]), q_style[None])
         features = rubric_features(
             query.text_vector[None], reply.text_vector[None], q_style[None],
-            reply_style.internal.style[None], reply_style.internal.prosody[None], affinity,
+            reply_style.internal.style[None], reply_style.internal.prosody[None], affinity, intent,
         )
         score = float(self.rubric.score(features)[0])
         cue = self._cue(query_style.labels, known_labels)

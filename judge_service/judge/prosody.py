@@ -56,6 +56,25 @@ class Prosody:
     energy_dbfs: float
     energy_range_db: float
     speaking_rate_syllables_per_s: float | None
+    # Style contour (``STYLE_CONTOUR_FIELDS``): the shape of the melody and the voice quality,
+    # the cues PolyTone's emotion and sarcasm renderings differ in beyond level and range
+    # (final rise, fall, rise-fall, tremor, vocal effort, breathiness). 0.0 where undefined.
+    f0_segment_1_st: float = 0.0
+    f0_segment_2_st: float = 0.0
+    f0_segment_3_st: float = 0.0
+    f0_segment_4_st: float = 0.0
+    f0_segment_5_st: float = 0.0
+    f0_slope_st_per_s: float = 0.0
+    f0_final_slope_st_per_s: float = 0.0
+    f0_micro_std_st: float = 0.0
+    f0_jitter_st: float = 0.0
+    aperiodicity: float = 0.0
+    spectral_tilt_db: float = 0.0
+    high_band_db: float = 0.0
+    energy_std_db: float = 0.0
+    energy_slope_db_per_s: float = 0.0
+    voiced_run_mean_s: float = 0.0
+    final_run_ratio: float = 0.0
 
     def to_dict(self) -> dict[str, float | None]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -102,6 +121,12 @@ def _cmnd(diff: torch.Tensor) -> torch.Tensor:
 
 def yin_f0_hz(samples: torch.Tensor) -> torch.Tensor:
     """F0 per 10 ms frame in Hz (0 where unvoiced), shape ``(num_frames,)``. Vectorised YIN."""
+    return _yin(samples)[0]
+
+
+def _yin(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F0 in Hz, 0 where unvoiced; the normalised difference at the chosen lag, i.e. YIN's
+    aperiodicity, 1 where unvoiced), each ``(num_frames,)`` float64."""
     cmnd = _cmnd(_difference_frames(samples))
     lag = cmnd[:, _TAU_MIN : _TAU_MAX]
     prev = cmnd[:, _TAU_MIN - 1 : _TAU_MAX - 1]
@@ -118,8 +143,9 @@ def yin_f0_hz(samples: torch.Tensor) -> torch.Tensor:
     denom = left - 2.0 * mid + right
     shift = torch.where(denom.abs() > 1e-12, 0.5 * (left - right) / denom, torch.zeros_like(denom))
     tau = first.to(torch.float64) + torch.clamp(shift, -1.0, 1.0)
-    f0 = torch.where(has_dip, SAMPLE_RATE_HZ / tau, torch.zeros_like(tau))
-    return _gate_by_activity(f0, samples)
+    f0 = _gate_by_activity(torch.where(has_dip, SAMPLE_RATE_HZ / tau, torch.zeros_like(tau)), samples)
+    aperiodicity = torch.where(f0 > 0, torch.clamp(mid, 0.0, 1.0), torch.ones_like(mid))
+    return f0, aperiodicity
 
 
 def yin_f0_hz_reference(samples: np.ndarray) -> np.ndarray:
@@ -189,7 +215,7 @@ def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
     active = energy >= energy.max() - ACTIVITY_RANGE_DB
     speech_duration_s = float(active.sum()) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
     active_db = energy[active]
-    f0 = yin_f0_hz(x)
+    f0, aperiodicity = _yin(x)
     voiced = f0[f0 > 0]
     if voiced.numel() >= MIN_VOICED_FRAMES:
         semitones = 12.0 * torch.log2(voiced / 100.0)
@@ -221,4 +247,130 @@ def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
         energy_range_db=float(torch.quantile(active_db, 0.95) - torch.quantile(active_db, 0.05)),
         speaking_rate_syllables_per_s=rate,
         **f0_stats,
+        **style_contour(x, f0, aperiodicity, energy, active),
     )
+
+
+STYLE_CONTOUR_FIELDS: tuple[str, ...] = (
+    "f0_segment_1_st", "f0_segment_2_st", "f0_segment_3_st", "f0_segment_4_st", "f0_segment_5_st",
+    "f0_slope_st_per_s", "f0_final_slope_st_per_s", "f0_micro_std_st", "f0_jitter_st", "aperiodicity",
+    "spectral_tilt_db", "high_band_db", "energy_std_db", "energy_slope_db_per_s", "voiced_run_mean_s",
+    "final_run_ratio",
+)
+"""``Prosody`` fields measured by ``style_contour``, in the order the analysers read them."""
+
+CONTOUR_SEGMENTS = 5
+FINAL_PART = 0.3
+"""The final part of the voiced span (sarcasm's lengthened, rise-fall ending; surprise's rise)."""
+MICRO_SMOOTHING_FRAMES = 25
+"""250 ms local linear trend: what is left of log F0 around it is tremor (4-9 Hz) and jitter."""
+MIN_RUN_FRAMES = 3
+_SPECTRUM_FFT = 512
+_BANDS_HZ = {"low": (100.0, 1000.0), "mid": (1000.0, 4000.0), "high": (4000.0, 8000.0)}
+
+
+def _slope(t: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of ``y`` over ``t`` (0 for fewer than 3 points or no spread)."""
+    if t.size < 3 or np.ptp(t) <= 0:
+        return 0.0
+    tc = t - t.mean()
+    return float((tc * (y - y.mean())).sum() / (tc * tc).sum())
+
+
+def _local_linear_trend(y: np.ndarray, window: int) -> np.ndarray:
+    """At each point, the value of the least-squares line through the ``window`` points centred
+    on it (fewer at the edges). Unlike a moving average it follows a glide to the end of a run,
+    so only movement faster than the window (tremor, jitter) is left in ``y - trend``."""
+    n = y.size
+    i = np.arange(n, dtype=np.float64)
+    half = window // 2
+    lo, hi = np.maximum(np.arange(n) - half, 0), np.minimum(np.arange(n) + half + 1, n)
+
+    def window_sum(v: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(v)])
+        return c[hi] - c[lo]
+
+    count, s_t, s_tt, s_y, s_ty = (window_sum(v) for v in (np.ones(n), i, i * i, y, i * y))
+    denominator = count * s_tt - s_t * s_t
+    slope = np.where(denominator > 1e-9, (count * s_ty - s_t * s_y) / np.where(denominator > 1e-9, denominator, 1.0), 0.0)
+    return (s_y - slope * s_t) / count + slope * i
+
+
+def _voiced_runs(voiced: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open [start, end) frame ranges of consecutive voiced frames."""
+    edges = np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def style_contour(
+    samples: torch.Tensor, f0_hz: torch.Tensor, aperiodicity: torch.Tensor, energy_db: torch.Tensor,
+    active: torch.Tensor,
+) -> dict[str, float]:
+    """The ``STYLE_CONTOUR_FIELDS`` of one clip, from the 10 ms tracks ``measure_prosody`` has:
+    F0 (Hz, 0 unvoiced), YIN aperiodicity, frame energy (dBFS) and activity (bool).
+
+    * ``f0_segment_k_st``: median log F0 (semitones) of the k-th fifth of the voiced span minus
+      the utterance median: the melody's shape (rise, fall, rise-fall) independent of the voice.
+    * slopes in semitones per second over all voiced frames and over the final 30 %.
+    * ``f0_micro_std_st``: std of log F0 around its 250 ms local linear trend within voiced runs
+      (tremor and jitter); ``f0_jitter_st``: median |frame-to-frame change|.
+    * ``aperiodicity``: median YIN difference at the chosen lag in voiced frames (breathy > modal).
+    * ``spectral_tilt_db`` / ``high_band_db``: power in 1-4 kHz / 4-8 kHz against 0.1-1 kHz over
+      voiced frames (vocal effort brightens, breath adds high-band noise).
+    * energy spread and slope over active frames; mean voiced-run length in seconds and the
+      final 30 %'s mean run length against the whole (final lengthening).
+    """
+    out = dict.fromkeys(STYLE_CONTOUR_FIELDS, 0.0)
+    n = min(f0_hz.shape[0], energy_db.shape[0], active.shape[0])
+    f0 = f0_hz[:n].numpy()
+    energy = energy_db[:n].numpy()
+    is_active = active[:n].numpy()
+    frame_s = FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
+    times = np.arange(n) * frame_s
+    if is_active.sum() >= 3:
+        out["energy_std_db"] = float(energy[is_active].std())
+        out["energy_slope_db_per_s"] = _slope(times[is_active], energy[is_active])
+    voiced = f0 > 0
+    if voiced.sum() < MIN_VOICED_FRAMES:
+        return out
+    st = np.where(voiced, 12.0 * np.log2(np.maximum(f0, 1e-9) / 100.0), 0.0)
+    median = float(np.median(st[voiced]))
+    idx = np.flatnonzero(voiced)
+    first, last = int(idx[0]), int(idx[-1]) + 1
+    bounds = np.linspace(first, last, CONTOUR_SEGMENTS + 1).round().astype(int)
+    for k in range(CONTOUR_SEGMENTS):
+        seg = st[bounds[k] : bounds[k + 1]][voiced[bounds[k] : bounds[k + 1]]]
+        if seg.size:
+            out[f"f0_segment_{k + 1}_st"] = float(np.median(seg)) - median
+    out["f0_slope_st_per_s"] = _slope(times[voiced], st[voiced])
+    final_start = first + int((1.0 - FINAL_PART) * (last - first))
+    final = voiced & (np.arange(n) >= final_start)
+    out["f0_final_slope_st_per_s"] = _slope(times[final], st[final])
+    runs = [(a, b) for a, b in _voiced_runs(voiced) if b - a >= MIN_RUN_FRAMES]
+    residuals, steps = [], []
+    for a, b in runs:
+        run = st[a:b]
+        residuals.append(run - _local_linear_trend(run, MICRO_SMOOTHING_FRAMES))
+        steps.append(np.abs(np.diff(run)))
+    if residuals:
+        out["f0_micro_std_st"] = float(np.concatenate(residuals).std())
+        out["f0_jitter_st"] = float(np.median(np.concatenate(steps)))
+        lengths = np.array([b - a for a, b in runs], dtype=np.float64) * frame_s
+        out["voiced_run_mean_s"] = float(lengths.mean())
+        final_lengths = np.array([b - a for a, b in runs if a >= final_start], dtype=np.float64) * frame_s
+        if final_lengths.size:
+            out["final_run_ratio"] = float(final_lengths.mean() / lengths.mean())
+    out["aperiodicity"] = float(np.median(aperiodicity[:n].numpy()[voiced]))
+    # Band powers of the voiced frames (25 ms Hann windows on the same 10 ms grid).
+    x = samples.to(torch.float64)
+    if x.shape[0] >= 400:
+        spec = torch.stft(x, _SPECTRUM_FFT, FRAME_HOP_SAMPLES, 400, torch.hann_window(400, dtype=torch.float64),
+                          center=False, return_complex=True).abs().square().T.numpy()  # (frames, bins)
+        m = min(spec.shape[0], n)
+        frames = spec[:m][voiced[:m]]
+        if frames.shape[0]:
+            freqs = np.fft.rfftfreq(_SPECTRUM_FFT, 1.0 / SAMPLE_RATE_HZ)
+            power = {name: frames[:, (freqs >= lo) & (freqs < hi)].sum() + 1e-12 for name, (lo, hi) in _BANDS_HZ.items()}
+            out["spectral_tilt_db"] = float(10.0 * np.log10(power["mid"] / power["low"]))
+            out["high_band_db"] = float(10.0 * np.log10(power["high"] / power["low"]))
+    return out

@@ -7,8 +7,10 @@ audio, stage 3, plus its prosody vector). An MLP maps them to a score in [1, 5].
 
 The interactions that make the rubric style-aware are explicit features: the outer product
 of the query's style probabilities and the reply's tone probabilities ("a sad query met by a
-happy voice"), and query style x reply text ("a sad query met by congratulations") through
-the hidden layer. Text-only features cannot tell the two renderings of one query apart, so
+happy voice"), and query style x reply text ("a sad query met by congratulations"), both
+through the hidden layer and explicitly: the reply's *intent* (which speaker style its words
+were written for, a linear classifier on its MiniLM vector) weighted by the query's style
+probabilities. Text-only features cannot tell the two renderings of one query apart, so
 the scorer can only fit the training data by using the heard style (PolyTone, again).
 """
 
@@ -37,6 +39,7 @@ senior speaker)."""
 AFFINITY_NEIGHBOURS = 8
 AFFINITY_TEMPERATURE = 0.05
 AFFINITY_DIM = len(BANK_STYLES) + len(LABEL_SETS)
+INTENT_DIM = len(BANK_STYLES) + len(LABEL_SETS)
 RUBRIC_LEVELS = {
     5: "the cue is recognised and the reply fits it in content and voice",
     4: "right content, but the voice adds nothing",
@@ -81,9 +84,11 @@ class ReplyBank:
         return out
 
 
-def affinity_features(expected: np.ndarray, query_style: np.ndarray) -> np.ndarray:
-    """Expected levels per bank style, plus per dimension the query-probability-weighted
-    expectation (how well the reply fits the speaker the query sounds like): ``(n, AFFINITY_DIM)``."""
+def _query_weighted(per_style: np.ndarray, query_style: np.ndarray, normalise_within_dimension: bool) -> np.ndarray:
+    """``per_style`` ``(n, len(BANK_STYLES))`` -> per dimension its mean over the dimension's
+    bank styles weighted by the query's probability of each style: ``(n, len(LABEL_SETS))``.
+    With ``normalise_within_dimension``, ``per_style`` (a distribution over all bank styles) is
+    first renormalised over the dimension's styles."""
     offsets, start = {}, 0
     for dim, labels in LABEL_SETS.items():
         offsets[dim] = start
@@ -92,8 +97,46 @@ def affinity_features(expected: np.ndarray, query_style: np.ndarray) -> np.ndarr
     for dim, labels in LABEL_SETS.items():
         cols = [i for i, (d, _) in enumerate(BANK_STYLES) if d == dim]
         probs = np.stack([query_style[:, offsets[dim] + labels.index(BANK_STYLES[i][1])] for i in cols], axis=1)
-        per_dim.append((probs * expected[:, cols]).sum(axis=1) / np.maximum(probs.sum(axis=1), 1e-6))
-    return np.concatenate([expected, np.stack(per_dim, axis=1)], axis=1).astype(np.float32)
+        values = per_style[:, cols]
+        if normalise_within_dimension:
+            values = values / np.maximum(values.sum(axis=1, keepdims=True), 1e-9)
+        per_dim.append((probs * values).sum(axis=1) / np.maximum(probs.sum(axis=1), 1e-6))
+    return np.stack(per_dim, axis=1)
+
+
+def affinity_features(expected: np.ndarray, query_style: np.ndarray) -> np.ndarray:
+    """Expected levels per bank style, plus per dimension the query-probability-weighted
+    expectation (how well the reply fits the speaker the query sounds like): ``(n, AFFINITY_DIM)``."""
+    per_dim = _query_weighted(expected, query_style, normalise_within_dimension=False)
+    return np.concatenate([expected, per_dim], axis=1).astype(np.float32)
+
+
+def intent_features(intent: np.ndarray, query_style: np.ndarray) -> np.ndarray:
+    """The reply's intent ``(n, len(BANK_STYLES))`` (``ReplyIntent.predict``), plus per dimension
+    the probability that its words were written for the style the query sounds like (intent
+    renormalised within the dimension, weighted by the query's style probabilities):
+    ``(n, INTENT_DIM)``."""
+    per_dim = _query_weighted(intent, query_style, normalise_within_dimension=True)
+    return np.concatenate([intent, per_dim], axis=1).astype(np.float32)
+
+
+class ReplyIntent:
+    """Which speaker style a reply's words were written for: softmax(W v + b) over BANK_STYLES
+    of its unit-norm MiniLM vector ``v``. Trained on the level-5 replies of the train scenarios
+    (a comforting reply is "for sad", a playful one "for child"); on held-out scenarios it picks
+    the reply written for a style over the one written for its contrast in 93 % of cases (text
+    only), where the nearest-neighbour affinity picks it in 88 %."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight = weight.astype(np.float32)  # (len(BANK_STYLES), text_dim)
+        self.bias = bias.astype(np.float32)  # (len(BANK_STYLES),)
+
+    def predict(self, replies: np.ndarray) -> np.ndarray:
+        """``(n, text_dim)`` MiniLM vectors -> ``(n, len(BANK_STYLES))`` probabilities, float64."""
+        logits = replies.astype(np.float64) @ self.weight.T.astype(np.float64) + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
 
 
 def style_vector(probabilities: dict[str, np.ndarray]) -> np.ndarray:
@@ -114,19 +157,21 @@ class RubricConfig:
 
     @property
     def input_dim(self) -> int:
-        return 3 * self.text_dim + 2 * STYLE_DIM + STYLE_DIM * STYLE_DIM + len(PROSODY_FEATURES) + AFFINITY_DIM
+        return (3 * self.text_dim + 2 * STYLE_DIM + STYLE_DIM * STYLE_DIM + len(PROSODY_FEATURES) + AFFINITY_DIM
+                + INTENT_DIM)
 
 
 def rubric_features(
     query_text: np.ndarray, reply_text: np.ndarray, query_style: np.ndarray,
-    reply_style: np.ndarray, reply_prosody: np.ndarray, affinity: np.ndarray,
+    reply_style: np.ndarray, reply_prosody: np.ndarray, affinity: np.ndarray, intent: np.ndarray,
 ) -> np.ndarray:
     """Rows of rubric inputs. Shapes: texts ``(n, text_dim)`` (unit-norm MiniLM, zeros for no
     speech), styles ``(n, STYLE_DIM)``, prosody ``(n, len(PROSODY_FEATURES))``, affinity
-    ``(n, AFFINITY_DIM)`` (``affinity_features``)."""
+    ``(n, AFFINITY_DIM)`` (``affinity_features``), intent ``(n, INTENT_DIM)`` (``intent_features``)."""
     interaction = np.einsum("ni,nj->nij", query_style, reply_style).reshape(len(query_style), -1)
     return np.concatenate(
-        [query_text, reply_text, query_text * reply_text, query_style, reply_style, interaction, reply_prosody, affinity],
+        [query_text, reply_text, query_text * reply_text, query_style, reply_style, interaction, reply_prosody, affinity,
+         intent],
         axis=1,
     ).astype(np.float32)
 
@@ -142,6 +187,8 @@ class RubricScorer(torch.nn.Module):
         self.register_buffer("bank_vectors", torch.zeros(config.bank_size, config.text_dim, dtype=torch.float16))
         self.register_buffer("bank_styles", torch.zeros(config.bank_size, dtype=torch.int64))
         self.register_buffer("bank_levels", torch.zeros(config.bank_size))
+        self.register_buffer("intent_weight", torch.zeros(len(BANK_STYLES), config.text_dim))
+        self.register_buffer("intent_bias", torch.zeros(len(BANK_STYLES)))
         self.net = torch.nn.Sequential(
             torch.nn.Linear(config.input_dim, config.hidden_dim),
             torch.nn.GELU(),
@@ -157,6 +204,9 @@ class RubricScorer(torch.nn.Module):
 
     def bank(self) -> ReplyBank:
         return ReplyBank(self.bank_vectors.float().numpy(), self.bank_styles.numpy(), self.bank_levels.numpy())
+
+    def intent(self) -> ReplyIntent:
+        return ReplyIntent(self.intent_weight.numpy(), self.intent_bias.numpy())
 
     @torch.no_grad()
     def raw_score(self, features: np.ndarray) -> np.ndarray:

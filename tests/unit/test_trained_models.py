@@ -7,28 +7,33 @@ import pytest
 import torch
 
 from judge_service.judge.analysers import (
+    ANALYSER_PROSODY_FEATURES,
     PROSODY_FEATURES,
     AnalyserConfig,
     StyleAnalyser,
+    analyser_vector,
     load_analyser,
     prosody_vector,
     save_analyser,
 )
 from judge_service.judge.labels import LABEL_SETS
-from judge_service.judge.prosody import measure_prosody
+from judge_service.judge.prosody import STYLE_CONTOUR_FIELDS, measure_prosody
 from judge_service.judge.rubric import (
     AFFINITY_DIM,
     BANK_STYLES,
+    INTENT_DIM,
     STYLE_DIM,
     ReplyBank,
     RubricConfig,
     RubricScorer,
     affinity_features,
+    intent_features,
     load_rubric,
     rubric_features,
     save_rubric,
 )
 from judge_service.judge.training.fit_analysers import FitSettings, fit_analyser
+from judge_service.judge.training.fit_rubric import fit_reply_intent
 from judge_service.judge.training.metrics import accuracy, uar
 from judge_service.testing import voiced_clip
 
@@ -37,7 +42,7 @@ EMBEDDING_DIM = 32
 
 def random_inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, EMBEDDING_DIM)).astype(np.float32), rng.standard_normal((n, len(PROSODY_FEATURES))).astype(np.float32)
+    return rng.standard_normal((n, EMBEDDING_DIM)).astype(np.float32), rng.standard_normal((n, len(ANALYSER_PROSODY_FEATURES))).astype(np.float32)
 
 
 def test_analyser_round_trips_through_safetensors(tmp_path):
@@ -84,6 +89,26 @@ def test_prosody_vector_layout():
     assert silent[PROSODY_FEATURES.index("f0_missing")] == 1.0 and silent[PROSODY_FEATURES.index("rate_missing")] == 1.0
 
 
+def test_analyser_vector_is_the_prosody_vector_then_the_contour():
+    prosody = measure_prosody(voiced_clip(1.0, f0_hz=200.0), "hello there")
+    vector = analyser_vector(prosody)
+    assert vector.shape == (len(ANALYSER_PROSODY_FEATURES),) and vector.dtype == np.float32
+    np.testing.assert_array_equal(vector[: len(PROSODY_FEATURES)], prosody_vector(prosody))
+    for i, name in enumerate(STYLE_CONTOUR_FIELDS):
+        assert vector[len(PROSODY_FEATURES) + i] == np.float32(getattr(prosody, name))
+
+
+def test_an_analyser_trained_on_other_prosody_features_is_refused(tmp_path):
+    import json
+
+    save_analyser(StyleAnalyser(AnalyserConfig(embedding_dim=EMBEDDING_DIM, hidden_dim=16)), tmp_path)
+    config = json.loads((tmp_path / "analysers.json").read_text())
+    config["prosody_features"] = list(PROSODY_FEATURES)  # an analyser of the first release
+    (tmp_path / "analysers.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="retrain"):
+        load_analyser(tmp_path)
+
+
 def test_rubric_round_trip_range_and_invariance(tmp_path):
     torch.manual_seed(0)
     model = RubricScorer(RubricConfig(hidden_dim=16))
@@ -93,7 +118,7 @@ def test_rubric_round_trip_range_and_invariance(tmp_path):
         rng.standard_normal((n, 384)).astype(np.float32), rng.standard_normal((n, 384)).astype(np.float32),
         rng.random((n, STYLE_DIM)).astype(np.float32), rng.random((n, STYLE_DIM)).astype(np.float32),
         rng.standard_normal((n, len(PROSODY_FEATURES))).astype(np.float32),
-        rng.random((n, AFFINITY_DIM)).astype(np.float32),
+        rng.random((n, AFFINITY_DIM)).astype(np.float32), rng.random((n, INTENT_DIM)).astype(np.float32),
     )
     assert features.shape == (n, RubricConfig().input_dim)
     scores = model.score(features)
@@ -128,3 +153,45 @@ def test_reply_bank_reads_levels_of_similar_replies_and_leaves_a_scenario_out():
     query_sad[0, list(LABEL_SETS["emotion"]).index("sad")] = 1.0
     fit = affinity_features(expected[:1], query_sad)
     assert fit.shape == (1, AFFINITY_DIM) and fit[0, len(BANK_STYLES)] == pytest.approx(5.0, abs=1e-3)
+
+
+def test_reply_intent_learns_which_style_a_reply_was_written_for_and_weights_it_by_the_query():
+    sad, happy = BANK_STYLES.index(("emotion", "sad")), BANK_STYLES.index(("emotion", "happy"))
+    rng = np.random.default_rng(0)
+    comfort, cheer = np.eye(384, dtype=np.float32)[0], np.eye(384, dtype=np.float32)[1]
+
+    def noisy(base: np.ndarray, n: int) -> np.ndarray:
+        v = base + 0.3 * rng.standard_normal((n, 384)).astype(np.float32) / np.sqrt(384)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    vectors = np.concatenate([noisy(comfort, 20), noisy(cheer, 20)])
+    styles = np.array([sad] * 20 + [happy] * 20)
+    intent = fit_reply_intent(vectors, styles, len(BANK_STYLES), seed=0)
+    p = intent.predict(np.stack([comfort, cheer]))
+    assert p.shape == (2, len(BANK_STYLES)) and np.allclose(p.sum(axis=1), 1.0)
+    assert p[0, sad] > 0.8 and p[1, happy] > 0.8
+    query_sad = np.zeros((2, STYLE_DIM), np.float32)
+    query_sad[:, list(LABEL_SETS["emotion"]).index("sad")] = 1.0
+    fit = intent_features(p, query_sad)
+    emotion_fit = fit[:, len(BANK_STYLES) + list(LABEL_SETS).index("emotion")]
+    assert fit.shape == (2, INTENT_DIM) and emotion_fit[0] > 0.9 > 0.1 > emotion_fit[1]
+
+
+def test_prosody_expert_blends_log_probabilities_and_ignores_the_encoder_states():
+    torch.manual_seed(0)
+    config = AnalyserConfig(embedding_dim=EMBEDDING_DIM, hidden_dim=16, prosody_expert_heads=("emotion",),
+                            prosody_expert_weight=0.3)
+    model = StyleAnalyser(config).eval()
+    emb, pros = random_inputs(4, seed=5)
+    x = torch.from_numpy(np.concatenate([emb, pros], axis=1))
+    with torch.no_grad():
+        main, expert = model.head_logits(x)["emotion"]
+        blended = model(x)["emotion"]
+        # The slow, obvious reference: a normalised weighted geometric mean of the two heads.
+        p_main, p_expert = torch.softmax(main, -1), torch.softmax(expert, -1)
+        reference = p_main**0.7 * p_expert**0.3
+        reference = reference / reference.sum(-1, keepdim=True)
+        torch.testing.assert_close(torch.softmax(blended, -1), reference, rtol=1e-5, atol=1e-6)
+        other_states = torch.from_numpy(np.concatenate([emb + 1.0, pros], axis=1))
+        torch.testing.assert_close(model.head_logits(other_states)["emotion"][1], expert)  # prosody only
+        assert len(model.head_logits(x)["gender"]) == 1

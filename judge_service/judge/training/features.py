@@ -13,12 +13,12 @@ import torch
 
 from judge_service.audio.decode import resample_to_target
 from judge_service.features import frame_offsets, log_mel_spectrogram
-from judge_service.judge.analysers import PROSODY_FEATURES, prosody_vector
+from judge_service.judge.analysers import ANALYSER_PROSODY_FEATURES, analyser_vector
 from judge_service.judge.asr import WhisperTranscriber
 from judge_service.judge.prosody import measure_prosody
 from judge_service.judge.training.records import ClipRecord
 
-FEATURE_VERSION = "enc-meanstd+prosody-1"
+FEATURE_VERSION = "enc-meanstd+prosody+contour-2"
 
 
 def read_clip(path: Path) -> np.ndarray:
@@ -30,7 +30,9 @@ def clip_features(
     clips: Sequence[np.ndarray], texts: Sequence[str | None], transcriber: WhisperTranscriber,
     transcribe: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings ``(n, embedding_dim)``, prosody ``(n, len(PROSODY_FEATURES))``) for 16 kHz clips.
+    """(embeddings ``(n, embedding_dim)``, prosody ``(n, len(ANALYSER_PROSODY_FEATURES))``, i.e.
+    ``analyser_vector``: its first ``len(PROSODY_FEATURES)`` columns are ``prosody_vector``) for
+    16 kHz clips.
 
     Speaking rate uses ``texts``; with ``transcribe``, clips without a text are transcribed
     (what the service does) and the transcript is used instead."""
@@ -40,7 +42,7 @@ def clip_features(
     asks = [transcribe and t is None for t in texts]
     transcripts, embeddings = transcriber.encode_and_transcribe(features, asks)
     texts = [tr.text if tr is not None else t for t, tr in zip(texts, transcripts)]
-    prosody = np.stack([prosody_vector(measure_prosody(c, t)) for c, t in zip(clips, texts)])
+    prosody = np.stack([analyser_vector(measure_prosody(c, t)) for c, t in zip(clips, texts)])
     return embeddings, prosody
 
 
@@ -68,7 +70,7 @@ def extract(
             last = time.monotonic()
             print(f"  features: {i + len(chunk)}/{len(records)} clips, {last - started:.0f} s", flush=True)
     out_e = np.concatenate(embeddings) if embeddings else np.zeros((0, transcriber.embedding_dim), np.float32)
-    out_p = np.concatenate(prosody) if prosody else np.zeros((0, len(PROSODY_FEATURES)), np.float32)
+    out_p = np.concatenate(prosody) if prosody else np.zeros((0, len(ANALYSER_PROSODY_FEATURES)), np.float32)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, embeddings=out_e, prosody=out_p)

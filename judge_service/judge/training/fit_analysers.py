@@ -74,18 +74,19 @@ def fit_analyser(
     for idx in minibatches(len(features), settings, rng):
         x = x_all[idx]
         noise = torch.randn_like(x) * settings.feature_noise * model.feature_std
-        logits = model(x + noise)
+        logits = model.head_logits(x + noise)
         loss = torch.zeros(())
         for dim, y_dim in y_all.items():
             y = y_dim[idx]
             known = y >= 0
             if not known.any():
                 continue
-            per_item = torch.nn.functional.cross_entropy(
-                logits[dim][known], y[known], weight=class_weights[dim], reduction="none"
-            )
             w = w_all[idx][known]
-            loss = loss + (per_item * w).sum() / w.sum()
+            for head in logits[dim]:  # the main head and, where there is one, the prosody expert
+                per_item = torch.nn.functional.cross_entropy(
+                    head[known], y[known], weight=class_weights[dim], reduction="none"
+                )
+                loss = loss + (per_item * w).sum() / w.sum()
         step(optimizer, scheduler, loss)
     model.eval()
     return model

@@ -47,12 +47,18 @@ learned rubric scorer maps the extracted text, labels and tone to the score.
 * Analysers: a multi-task MLP (2 x {json.loads((model_dir / 'analysers.json').read_text())['hidden_dim']} hidden units, one softmax head per dimension) on the
   mean and standard deviation over time of Whisper tiny.en's encoder states (computed on our
   Whisper-exact log-mel features and shared with the ASR stage) plus 12 prosody measurements
-  (YIN F0 statistics, energy, pauses, speaking rate).
+  (YIN F0 statistics, energy, pauses, speaking rate) and 16 style-contour measurements (the
+  melody's shape in fifths of the voiced span, overall and final F0 slopes, tremor and jitter,
+  YIN aperiodicity, spectral tilt and high-band energy, energy spread and slope, voiced-run
+  length and final lengthening).
 * Rubric scorer: an MLP on MiniLM embeddings of both transcripts (and their product), the
   query's label probabilities, the reply's tone probabilities, their outer product, the
   reply's prosody and a *reply affinity*: for each style, the similarity-weighted rubric level
   of the 8 nearest training replies written for that style (a memory of the train-split
-  replies, stored in the weights; leave-one-scenario-out while training). Output
+  replies, stored in the weights; leave-one-scenario-out while training) and the reply's
+  *intent*: a linear classifier on the reply's MiniLM vector giving the speaker style its
+  words were written for, weighted by the query's label probabilities (cross-fitted by
+  scenario fold while training, stored in the weights). Output
   `1 + 4 * sigmoid(.)`, then a linear calibration fitted so that the mean cross-fitted score
   of each rubric level equals the level (clipped to [1, 5]).
 * Weights: {sizes}; loaded by path with safetensors (no pickle). The judge version hashes

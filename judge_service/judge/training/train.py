@@ -4,8 +4,9 @@
 2. Extract analyser inputs (Whisper encoder states + prosody) for the synthetic clips and the
    real corpora in ``real_speech_dir`` (TESS, EMO-DB, LibriSpeech; optional).
 3. Fit the analysers on the train-split queries (train voices) and all real speech.
-4. Fit the rubric scorer on rubric-levelled pairs of the train-split scenarios, with the
-   query-style inputs cross-fitted (predicted by analysers that did not see the scenario).
+4. Fit the reply-intent classifier and the rubric scorer on rubric-levelled pairs of the
+   train-split scenarios, with the query-style and reply-intent inputs cross-fitted (predicted
+   by models that did not see the scenario).
 5. Write ``analysers.*``, ``rubric.*`` and ``training.json`` to ``out_dir``.
 The test split and the held-out voices are never used here; ``evaluate.py`` measures on them.
 """
@@ -20,10 +21,10 @@ from typing import Callable
 
 import numpy as np
 
-from judge_service.judge.analysers import save_analyser
+from judge_service.judge.analysers import PROSODY_FEATURES, save_analyser
 from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path
 from judge_service.judge.labels import LABEL_SETS
-from judge_service.judge.rubric import BANK_STYLES, ReplyBank, save_rubric, style_vector
+from judge_service.judge.rubric import BANK_STYLES, STYLE_DIM, ReplyBank, save_rubric, style_vector
 from judge_service.judge.scenario_bank import SCENARIO_BANK_VERSION, bank_sha256
 from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
 from judge_service.judge.training.features import FEATURE_VERSION, extract
@@ -33,6 +34,7 @@ from judge_service.judge.training.fit_rubric import (
     RubricFitSettings,
     build_features,
     fit_calibration,
+    fit_reply_intent,
     fit_rubric,
 )
 from judge_service.judge.training.records import ClipRecord, load_polytone_manifest, load_real_speech
@@ -42,6 +44,11 @@ MISMATCH_TARGET = 2.0
 NEUTRAL_VOICE_TARGET = 4.0
 CONTRARY_VOICE_TARGET = 2.0
 KNOWN_LABEL_FRACTION = 0.3
+ANALYSER_READS_REPLIES = False
+"""Whether the analysers also learn from the train scenarios' reply clips (adult voices in every
+reply tone, labelled by voice and tone; their styles for the rubric are then cross-fitted).
+Off: measured on held-out texts and voices it cost age accuracy (0.954 -> 0.907) and did not
+help emotion (0.471 -> 0.463), so the replies stay rubric data only."""
 
 
 def _set_one_hot(style: np.ndarray, query: ClipRecord) -> None:
@@ -75,12 +82,27 @@ class TrainingData:
             np.zeros((0, asr.embedding_dim), np.float32), np.zeros((0, self.query_x[1].shape[1]), np.float32))
         log(f"[train] features extracted in {time.monotonic() - started:.0f} s")
 
-    def analyser_inputs(self, query_mask: np.ndarray, real_mask: np.ndarray | None = None) -> tuple:
-        """(embeddings, prosody, labels, weights, records) of the chosen queries + real clips."""
+    def train_queries(self) -> np.ndarray:
+        """Mask of the analysers' query clips: train-split texts in train voices."""
+        return np.array([r.meta["split"] == "train" and r.meta["voice_split"] == "train" for r in self.queries], bool)
+
+    def train_replies(self) -> np.ndarray:
+        """Mask of the analysers' reply clips (train-split scenarios, train voices) when
+        ``ANALYSER_READS_REPLIES``, else none."""
+        return np.array([ANALYSER_READS_REPLIES and r.meta["split"] == "train" and r.meta["voice_split"] == "train"
+                         for r in self.replies], bool)
+
+    def analyser_inputs(
+        self, query_mask: np.ndarray, real_mask: np.ndarray | None = None, reply_mask: np.ndarray | None = None,
+    ) -> tuple:
+        """(embeddings, prosody, labels, weights, records) of the chosen queries + real clips
+        (+ reply clips: adult voices in every reply tone, labelled by voice and tone)."""
         real_mask = np.ones(len(self.real), bool) if real_mask is None else real_mask
-        records = [r for r, m in zip(self.queries, query_mask) if m] + [r for r, m in zip(self.real, real_mask) if m]
-        emb = np.concatenate([self.query_x[0][query_mask], self.real_x[0][real_mask]])
-        pros = np.concatenate([self.query_x[1][query_mask], self.real_x[1][real_mask]])
+        reply_mask = np.zeros(len(self.replies), bool) if reply_mask is None else reply_mask
+        records = ([r for r, m in zip(self.queries, query_mask) if m] + [r for r, m in zip(self.real, real_mask) if m]
+                   + [r for r, m in zip(self.replies, reply_mask) if m])
+        emb = np.concatenate([self.query_x[0][query_mask], self.real_x[0][real_mask], self.reply_x[0][reply_mask]])
+        pros = np.concatenate([self.query_x[1][query_mask], self.real_x[1][real_mask], self.reply_x[1][reply_mask]])
         return emb, pros, label_matrix(records), source_weights(records), records
 
 
@@ -133,6 +155,44 @@ def reply_bank(replies: list[ClipRecord], text_index: dict[str, int], text_table
     )
 
 
+def intent_training_rows(
+    replies: list[ClipRecord], text_index: dict[str, int], scenario_ids: set[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(text rows, BANK_STYLES indices, scenario ids) of the level-5 replies of the given
+    scenarios, each (scenario, style) once: the reply-intent classifier's training set."""
+    style_index = {style: i for i, style in enumerate(BANK_STYLES)}
+    seen, texts, styles, groups = set(), [], [], []
+    for r in replies:
+        key = (str(r.meta["scenario_id"]), str(r.meta["style"]))
+        if key[0] in scenario_ids and int(r.meta["level"]) == 5 and key not in seen:
+            seen.add(key)
+            texts.append(text_index[r.text or ""])
+            styles.append(style_index[(str(r.meta["dimension"]), key[1])])
+            groups.append(key[0])
+    return np.array(texts), np.array(styles), groups
+
+
+def cross_fitted_intents(
+    examples: list[RubricExample], replies: list[ClipRecord], text_index: dict[str, int],
+    text_table: np.ndarray, scenario_ids: set[str], seed: int,
+) -> np.ndarray:
+    """``(len(examples), len(BANK_STYLES))``: each example's reply intent from a classifier
+    trained without its scenario's fold (so the rubric learns how far to trust intents on new
+    scenarios)."""
+    rows, styles, groups = intent_training_rows(replies, text_index, scenario_ids)
+    row_folds = np.array([scenario_fold(g) for g in groups])
+    example_folds = np.array([scenario_fold(e.group) for e in examples])
+    out = np.zeros((len(examples), len(BANK_STYLES)), np.float64)
+    for fold in range(CROSS_FIT_FOLDS):
+        target = example_folds == fold
+        if not target.any():
+            continue
+        keep = row_folds != fold
+        intent = fit_reply_intent(text_table[rows[keep]], styles[keep], len(BANK_STYLES), seed)
+        out[target] = intent.predict(text_table[[e.reply_text for e in examples if scenario_fold(e.group) == fold]])
+    return out
+
+
 def train_judge(
     out_dir: Path, data_dir: Path, real_speech_dir: Path | None, seed: int = 0, workers: int = 2,
     build: bool = True, max_seeds_per_dimension: int | None = None, log: Callable[[str], None] = print,
@@ -144,33 +204,44 @@ def train_judge(
 
         build_dataset(data_dir, workers=workers, seed=seed, max_seeds_per_dimension=max_seeds_per_dimension, log=log)
     data = TrainingData(data_dir, real_speech_dir, data_dir / "cache", log)
-    train_q = np.array([r.meta["split"] == "train" and r.meta["voice_split"] == "train" for r in data.queries])
+    train_q = data.train_queries()
+    train_r = data.train_replies()
     fit = FitSettings(seed=seed)
 
-    # Cross-fitted query styles for the rubric: each fold's queries predicted by analysers
-    # that never saw their scenario.
-    query_style = np.zeros((len(data.queries), sum(len(v) for v in LABEL_SETS.values())), np.float32)
+    def styles_of(model, x: tuple[np.ndarray, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        proba = model.predict_proba(x[0][mask], x[1][mask])
+        return np.stack([style_vector({d: proba[d][i] for d in LABEL_SETS}) for i in range(int(mask.sum()))])
+
+    # Cross-fitted styles for the rubric: each fold's queries (and, when the analysers learn
+    # from replies, its replies) predicted by analysers that never saw their scenario.
+    query_style = np.zeros((len(data.queries), STYLE_DIM), np.float32)
+    cross_fitted_reply_style: dict[int, np.ndarray] = {}
     folds = np.array([scenario_fold(str(r.meta["scenario_id"])) for r in data.queries])
+    reply_folds = np.array([scenario_fold(str(r.meta["scenario_id"])) for r in data.replies])
     for fold in range(CROSS_FIT_FOLDS):
         target = train_q & (folds == fold)
         if not target.any():  # tiny builds (tests) can leave a fold empty
             continue
-        emb, pros, labels, weights, records = data.analyser_inputs(train_q & (folds != fold))
+        emb, pros, labels, weights, records = data.analyser_inputs(
+            train_q & (folds != fold), reply_mask=train_r & (reply_folds != fold))
         model = fit_analyser(emb, pros, labels, weights, fit)
-        proba = model.predict_proba(data.query_x[0][target], data.query_x[1][target])
-        query_style[target] = np.stack([style_vector({d: proba[d][i] for d in LABEL_SETS}) for i in range(int(target.sum()))])
+        query_style[target] = styles_of(model, data.query_x, target)
+        if train_r.any():
+            cross_fitted_reply_style[fold] = styles_of(model, data.reply_x, train_r & (reply_folds == fold))
         log(f"[train] cross-fit fold {fold + 1}/{CROSS_FIT_FOLDS} done ({time.monotonic() - started:.0f} s)")
 
-    emb, pros, labels, weights, records = data.analyser_inputs(train_q)
+    emb, pros, labels, weights, records = data.analyser_inputs(train_q, reply_mask=train_r)
     analyser = fit_analyser(emb, pros, labels, weights, fit, trained_on={
         "polytone_train_queries": int(train_q.sum()),
+        "polytone_train_replies": int(train_r.sum()),
         "real_clips_by_corpus": {s: sum(r.source == s for r in data.real) for s in ("tess", "emodb", "librispeech")},
     })
     save_analyser(analyser, out_dir)
     log(f"[train] analysers fitted on {len(records)} clips ({time.monotonic() - started:.0f} s)")
 
-    reply_proba = analyser.predict_proba(*data.reply_x)
-    reply_style = np.stack([style_vector({d: reply_proba[d][i] for d in LABEL_SETS}) for i in range(len(data.replies))])
+    reply_style = styles_of(analyser, data.reply_x, np.ones(len(data.replies), bool))
+    for fold, fold_styles in cross_fitted_reply_style.items():
+        reply_style[train_r & (reply_folds == fold)] = fold_styles
     texts = sorted({r.text or "" for r in data.queries + data.replies})
     text_index = {t: i for i, t in enumerate(texts)}
     text_table = TextEmbedder(default_text_model_path()).encode(texts)
@@ -190,7 +261,12 @@ def train_judge(
             examples.append(e_known)
     query_style = np.concatenate([query_style, np.array(known_rows, np.float32).reshape(-1, query_style.shape[1])])
     bank = reply_bank(data.replies, text_index, text_table, train_scenarios)
-    features, targets = build_features(examples, text_table, query_style, reply_style, data.reply_x[1], bank)
+    intent_rows, intent_styles, _ = intent_training_rows(data.replies, text_index, train_scenarios)
+    intent = fit_reply_intent(text_table[intent_rows], intent_styles, len(BANK_STYLES), seed)
+    example_intents = cross_fitted_intents(examples, data.replies, text_index, text_table, train_scenarios, seed)
+    reply_prosody = data.reply_x[1][:, : len(PROSODY_FEATURES)]  # the rubric reads level/range/energy/rate
+    features, targets = build_features(examples, text_table, query_style, reply_style, reply_prosody, bank,
+                                       example_intents)
     # Calibration from cross-fitted predictions: each fold scored by a rubric that never saw it.
     example_folds = np.array([scenario_fold(e.group) for e in examples])
     raw = np.zeros(len(examples))
@@ -199,11 +275,11 @@ def train_judge(
         held = example_folds == fold
         if not held.any():
             continue
-        model = fit_rubric(features[~held], targets[~held], bank, rubric_fit)
+        model = fit_rubric(features[~held], targets[~held], bank, intent, rubric_fit)
         raw[held] = model.raw_score(features[held])
     calibration = fit_calibration(raw, targets)
     log(f"[train] rubric calibration a={calibration[0]:.3f} b={calibration[1]:.3f} ({time.monotonic() - started:.0f} s)")
-    rubric = fit_rubric(features, targets, bank, rubric_fit, calibration=calibration, trained_on={
+    rubric = fit_rubric(features, targets, bank, intent, rubric_fit, calibration=calibration, trained_on={
         "examples": len(examples), "scenarios": len(train_scenarios), "reply_bank": len(bank.levels),
         "kinds": {k: sum(e.kind == k for e in examples) for k in sorted({e.kind for e in examples})},
     })

@@ -59,7 +59,7 @@ class Scheduler:
             await asyncio.sleep(0.02)
         for job in self.queue.jobs():
             self.queue.discard(job)
-            _fail(job, ShuttingDownError("the service is shutting down; retry on another replica"))
+            fail_future(job.future, ShuttingDownError("the service is shutting down; retry on another replica"))
         if self._task is not None:
             self._task.cancel()
             try:
@@ -88,7 +88,7 @@ class Scheduler:
         job.cancelled = True
         if self.queue.discard(job):
             self.metrics.dropped_jobs.labels(reason="client_disconnected").inc()
-            _fail(job, ClientDisconnectedError("the client disconnected"))
+            fail_future(job.future, ClientDisconnectedError("the client disconnected"))
             self._update_gauges()
 
     # --- the loop ---------------------------------------------------------------------------
@@ -115,7 +115,7 @@ class Scheduler:
             if job.deadline_s <= now:
                 self.queue.discard(job)
                 self.metrics.dropped_jobs.labels(reason="deadline_exceeded").inc()
-                _fail(job, DeadlineExceededError("the request's deadline passed while it was queued"))
+                fail_future(job.future, DeadlineExceededError("the request's deadline passed while it was queued"))
 
     async def _run(self, jobs: list[ScheduledJob]) -> None:
         started = time.monotonic()
@@ -140,7 +140,7 @@ class Scheduler:
                 "the request can be retried"
             )
             for job in jobs:
-                _fail(job, error)
+                fail_future(job.future, error)
             return
         finally:
             self._running = []
@@ -166,10 +166,6 @@ class Scheduler:
     def _update_gauges(self) -> None:
         self.metrics.queue_depth_clips.set(self.queue.num_items)
         self.metrics.queue_depth_jobs.set(self.queue.num_jobs)
-
-
-def _fail(job: ScheduledJob, error: JudgeError) -> None:
-    fail_future(job.future, error)
 
 
 def fail_future(future: asyncio.Future[Any], error: JudgeError) -> None:

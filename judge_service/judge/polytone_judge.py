@@ -77,6 +77,7 @@ class PolyToneJudge:
             return []
         prosody = np.stack([analyser_vector(c.prosody) for c in clips])
         proba = self.analyser.predict_proba(np.stack([c.embedding for c in clips]), prosody)
+        style_rows = style_vector(proba)
         styles = []
         for i, clip in enumerate(clips):
             labels = labels_from_proba(proba, i, LABEL_SETS)
@@ -91,7 +92,7 @@ class PolyToneJudge:
                 tone["description"] = tone["description"].replace(" voice (", ", " + ", ".join(sounds) + " voice (", 1)
             styles.append(ClipStyle(
                 labels=labels, tone=tone,
-                internal=PolyToneClip(style_vector({d: proba[d][i] for d in LABEL_SETS}), prosody[i, : len(PROSODY_FEATURES)]),
+                internal=PolyToneClip(style_rows[i], prosody[i, : len(PROSODY_FEATURES)]),
             ))
         return styles
 

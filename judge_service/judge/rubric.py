@@ -84,20 +84,29 @@ class ReplyBank:
         return out
 
 
+def _dimension_columns() -> list[tuple[list[int], list[int]]]:
+    """Per dimension (LABEL_SETS order): its columns in BANK_STYLES and the matching columns of a
+    STYLE_DIM query-style vector."""
+    out, offset = [], 0
+    for dim, labels in LABEL_SETS.items():
+        bank_cols = [i for i, (d, _) in enumerate(BANK_STYLES) if d == dim]
+        out.append((bank_cols, [offset + labels.index(BANK_STYLES[i][1]) for i in bank_cols]))
+        offset += len(labels)
+    return out
+
+
+_DIMENSION_COLUMNS = _dimension_columns()
+
+
 def _query_weighted(per_style: np.ndarray, query_style: np.ndarray, normalise_within_dimension: bool) -> np.ndarray:
     """``per_style`` ``(n, len(BANK_STYLES))`` -> per dimension its mean over the dimension's
     bank styles weighted by the query's probability of each style: ``(n, len(LABEL_SETS))``.
     With ``normalise_within_dimension``, ``per_style`` (a distribution over all bank styles) is
     first renormalised over the dimension's styles."""
-    offsets, start = {}, 0
-    for dim, labels in LABEL_SETS.items():
-        offsets[dim] = start
-        start += len(labels)
     per_dim = []
-    for dim, labels in LABEL_SETS.items():
-        cols = [i for i, (d, _) in enumerate(BANK_STYLES) if d == dim]
-        probs = np.stack([query_style[:, offsets[dim] + labels.index(BANK_STYLES[i][1])] for i in cols], axis=1)
-        values = per_style[:, cols]
+    for bank_cols, query_cols in _DIMENSION_COLUMNS:
+        probs = query_style[:, query_cols]
+        values = per_style[:, bank_cols]
         if normalise_within_dimension:
             values = values / np.maximum(values.sum(axis=1, keepdims=True), 1e-9)
         per_dim.append((probs * values).sum(axis=1) / np.maximum(probs.sum(axis=1), 1e-6))
@@ -140,8 +149,10 @@ class ReplyIntent:
 
 
 def style_vector(probabilities: dict[str, np.ndarray]) -> np.ndarray:
-    """Concatenate per-dimension probabilities in LABEL_SETS order -> ``(STYLE_DIM,)``."""
-    return np.concatenate([np.asarray(probabilities[dim], dtype=np.float32) for dim in LABEL_SETS])
+    """Concatenate per-dimension probabilities in LABEL_SETS order along the last axis: one
+    clip's ``(num_labels,)`` rows -> ``(STYLE_DIM,)``, or ``predict_proba``'s ``(n, num_labels)``
+    -> ``(n, STYLE_DIM)``."""
+    return np.concatenate([np.asarray(probabilities[dim], dtype=np.float32) for dim in LABEL_SETS], axis=-1)
 
 
 @dataclass

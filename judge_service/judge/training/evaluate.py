@@ -55,7 +55,7 @@ def analyser_metrics(data: TrainingData, seed: int, log: Callable[[str], None]) 
     train_q = data.train_queries()
     test_q = np.array([r.meta["split"] == "test" and r.meta["voice_split"] == "heldout" for r in data.queries])
     out: dict = {}
-    model = fit_analyser(*data.analyser_inputs(train_q, reply_mask=data.train_replies())[:4], fit)
+    model = fit_analyser(*data.analyser_inputs(train_q)[:4], fit)
     proba = model.predict_proba(data.query_x[0][test_q], data.query_x[1][test_q])
     tested = [r for r, m in zip(data.queries, test_q) if m]
     heldout = {}
@@ -101,7 +101,7 @@ def real_voice_metrics(data: TrainingData, train_q: np.ndarray, fit: FitSettings
 
     def predict(test: np.ndarray, dim: str) -> tuple[np.ndarray, np.ndarray]:
         real_mask = ~test if with_real else np.zeros(len(data.real), bool)
-        model = fit_analyser(*data.analyser_inputs(train_q, real_mask, data.train_replies())[:4], fit)
+        model = fit_analyser(*data.analyser_inputs(train_q, real_mask)[:4], fit)
         proba = model.predict_proba(data.real_x[0][test], data.real_x[1][test])[dim]
         labels = LABEL_SETS[dim]
         y = np.array([labels.index(r.labels[dim]) if r.labels[dim] else -1 for r, t in zip(data.real, test) if t])

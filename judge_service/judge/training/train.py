@@ -44,13 +44,6 @@ MISMATCH_TARGET = 2.0
 NEUTRAL_VOICE_TARGET = 4.0
 CONTRARY_VOICE_TARGET = 2.0
 KNOWN_LABEL_FRACTION = 0.3
-ANALYSER_READS_REPLIES = False
-"""Whether the analysers also learn from the train scenarios' reply clips (adult voices in every
-reply tone, labelled by voice and tone; their styles for the rubric are then cross-fitted).
-Off: measured on held-out texts and voices it cost age accuracy (0.954 -> 0.907) and did not
-help emotion (0.471 -> 0.463), so the replies stay rubric data only."""
-
-
 def _set_one_hot(style: np.ndarray, query: ClipRecord) -> None:
     """Overwrite the query's cue dimension in a STYLE_DIM vector with its true label."""
     dim = str(query.meta["dimension"])
@@ -83,26 +76,17 @@ class TrainingData:
         log(f"[train] features extracted in {time.monotonic() - started:.0f} s")
 
     def train_queries(self) -> np.ndarray:
-        """Mask of the analysers' query clips: train-split texts in train voices."""
+        """Mask of the analysers' query clips: train-split texts in train voices. (Reply clips
+        are rubric data only: adding the train replies to the analysers' data cost held-out age
+        accuracy, 0.954 -> 0.907, and did not help emotion, 0.471 -> 0.463.)"""
         return np.array([r.meta["split"] == "train" and r.meta["voice_split"] == "train" for r in self.queries], bool)
 
-    def train_replies(self) -> np.ndarray:
-        """Mask of the analysers' reply clips (train-split scenarios, train voices) when
-        ``ANALYSER_READS_REPLIES``, else none."""
-        return np.array([ANALYSER_READS_REPLIES and r.meta["split"] == "train" and r.meta["voice_split"] == "train"
-                         for r in self.replies], bool)
-
-    def analyser_inputs(
-        self, query_mask: np.ndarray, real_mask: np.ndarray | None = None, reply_mask: np.ndarray | None = None,
-    ) -> tuple:
-        """(embeddings, prosody, labels, weights, records) of the chosen queries + real clips
-        (+ reply clips: adult voices in every reply tone, labelled by voice and tone)."""
+    def analyser_inputs(self, query_mask: np.ndarray, real_mask: np.ndarray | None = None) -> tuple:
+        """(embeddings, prosody, labels, weights, records) of the chosen queries + real clips."""
         real_mask = np.ones(len(self.real), bool) if real_mask is None else real_mask
-        reply_mask = np.zeros(len(self.replies), bool) if reply_mask is None else reply_mask
-        records = ([r for r, m in zip(self.queries, query_mask) if m] + [r for r, m in zip(self.real, real_mask) if m]
-                   + [r for r, m in zip(self.replies, reply_mask) if m])
-        emb = np.concatenate([self.query_x[0][query_mask], self.real_x[0][real_mask], self.reply_x[0][reply_mask]])
-        pros = np.concatenate([self.query_x[1][query_mask], self.real_x[1][real_mask], self.reply_x[1][reply_mask]])
+        records = [r for r, m in zip(self.queries, query_mask) if m] + [r for r, m in zip(self.real, real_mask) if m]
+        emb = np.concatenate([self.query_x[0][query_mask], self.real_x[0][real_mask]])
+        pros = np.concatenate([self.query_x[1][query_mask], self.real_x[1][real_mask]])
         return emb, pros, label_matrix(records), source_weights(records), records
 
 
@@ -173,23 +157,23 @@ def intent_training_rows(
 
 
 def cross_fitted_intents(
-    examples: list[RubricExample], replies: list[ClipRecord], text_index: dict[str, int],
-    text_table: np.ndarray, scenario_ids: set[str], seed: int,
+    examples: list[RubricExample], text_table: np.ndarray, intent_rows: np.ndarray, intent_styles: np.ndarray,
+    intent_groups: list[str], seed: int,
 ) -> np.ndarray:
     """``(len(examples), len(BANK_STYLES))``: each example's reply intent from a classifier
-    trained without its scenario's fold (so the rubric learns how far to trust intents on new
-    scenarios)."""
-    rows, styles, groups = intent_training_rows(replies, text_index, scenario_ids)
-    row_folds = np.array([scenario_fold(g) for g in groups])
+    trained (on ``intent_training_rows``) without its scenario's fold, so the rubric learns how
+    far to trust intents on new scenarios."""
+    row_folds = np.array([scenario_fold(g) for g in intent_groups])
     example_folds = np.array([scenario_fold(e.group) for e in examples])
+    reply_rows = np.array([e.reply_text for e in examples])
     out = np.zeros((len(examples), len(BANK_STYLES)), np.float64)
     for fold in range(CROSS_FIT_FOLDS):
         target = example_folds == fold
         if not target.any():
             continue
         keep = row_folds != fold
-        intent = fit_reply_intent(text_table[rows[keep]], styles[keep], len(BANK_STYLES), seed)
-        out[target] = intent.predict(text_table[[e.reply_text for e in examples if scenario_fold(e.group) == fold]])
+        intent = fit_reply_intent(text_table[intent_rows[keep]], intent_styles[keep], len(BANK_STYLES), seed)
+        out[target] = intent.predict(text_table[reply_rows[target]])
     return out
 
 
@@ -205,43 +189,30 @@ def train_judge(
         build_dataset(data_dir, workers=workers, seed=seed, max_seeds_per_dimension=max_seeds_per_dimension, log=log)
     data = TrainingData(data_dir, real_speech_dir, data_dir / "cache", log)
     train_q = data.train_queries()
-    train_r = data.train_replies()
     fit = FitSettings(seed=seed)
 
-    def styles_of(model, x: tuple[np.ndarray, np.ndarray], mask: np.ndarray) -> np.ndarray:
-        proba = model.predict_proba(x[0][mask], x[1][mask])
-        return np.stack([style_vector({d: proba[d][i] for d in LABEL_SETS}) for i in range(int(mask.sum()))])
-
-    # Cross-fitted styles for the rubric: each fold's queries (and, when the analysers learn
-    # from replies, its replies) predicted by analysers that never saw their scenario.
+    # Cross-fitted query styles for the rubric: each fold's queries predicted by analysers
+    # that never saw their scenario.
     query_style = np.zeros((len(data.queries), STYLE_DIM), np.float32)
-    cross_fitted_reply_style: dict[int, np.ndarray] = {}
     folds = np.array([scenario_fold(str(r.meta["scenario_id"])) for r in data.queries])
-    reply_folds = np.array([scenario_fold(str(r.meta["scenario_id"])) for r in data.replies])
     for fold in range(CROSS_FIT_FOLDS):
         target = train_q & (folds == fold)
         if not target.any():  # tiny builds (tests) can leave a fold empty
             continue
-        emb, pros, labels, weights, records = data.analyser_inputs(
-            train_q & (folds != fold), reply_mask=train_r & (reply_folds != fold))
+        emb, pros, labels, weights, records = data.analyser_inputs(train_q & (folds != fold))
         model = fit_analyser(emb, pros, labels, weights, fit)
-        query_style[target] = styles_of(model, data.query_x, target)
-        if train_r.any():
-            cross_fitted_reply_style[fold] = styles_of(model, data.reply_x, train_r & (reply_folds == fold))
+        query_style[target] = style_vector(model.predict_proba(data.query_x[0][target], data.query_x[1][target]))
         log(f"[train] cross-fit fold {fold + 1}/{CROSS_FIT_FOLDS} done ({time.monotonic() - started:.0f} s)")
 
-    emb, pros, labels, weights, records = data.analyser_inputs(train_q, reply_mask=train_r)
+    emb, pros, labels, weights, records = data.analyser_inputs(train_q)
     analyser = fit_analyser(emb, pros, labels, weights, fit, trained_on={
         "polytone_train_queries": int(train_q.sum()),
-        "polytone_train_replies": int(train_r.sum()),
         "real_clips_by_corpus": {s: sum(r.source == s for r in data.real) for s in ("tess", "emodb", "librispeech")},
     })
     save_analyser(analyser, out_dir)
     log(f"[train] analysers fitted on {len(records)} clips ({time.monotonic() - started:.0f} s)")
 
-    reply_style = styles_of(analyser, data.reply_x, np.ones(len(data.replies), bool))
-    for fold, fold_styles in cross_fitted_reply_style.items():
-        reply_style[train_r & (reply_folds == fold)] = fold_styles
+    reply_style = style_vector(analyser.predict_proba(*data.reply_x))
     texts = sorted({r.text or "" for r in data.queries + data.replies})
     text_index = {t: i for i, t in enumerate(texts)}
     text_table = TextEmbedder(default_text_model_path()).encode(texts)
@@ -261,9 +232,9 @@ def train_judge(
             examples.append(e_known)
     query_style = np.concatenate([query_style, np.array(known_rows, np.float32).reshape(-1, query_style.shape[1])])
     bank = reply_bank(data.replies, text_index, text_table, train_scenarios)
-    intent_rows, intent_styles, _ = intent_training_rows(data.replies, text_index, train_scenarios)
+    intent_rows, intent_styles, intent_groups = intent_training_rows(data.replies, text_index, train_scenarios)
     intent = fit_reply_intent(text_table[intent_rows], intent_styles, len(BANK_STYLES), seed)
-    example_intents = cross_fitted_intents(examples, data.replies, text_index, text_table, train_scenarios, seed)
+    example_intents = cross_fitted_intents(examples, text_table, intent_rows, intent_styles, intent_groups, seed)
     reply_prosody = data.reply_x[1][:, : len(PROSODY_FEATURES)]  # the rubric reads level/range/energy/rate
     features, targets = build_features(examples, text_table, query_style, reply_style, reply_prosody, bank,
                                        example_intents)

@@ -107,7 +107,8 @@ def test_bulk_traffic_waits_behind_interactive(slow_server):
 
 
 def test_sigterm_drains_in_flight_work():
-    server = RunningServer({**SLOW, "JUDGE_MAX_QUEUE_ITEMS": "16"}).start()
+    # One pair per 1 s batch: while the first computes, the other three wait in the queue.
+    server = RunningServer({**SLOW, "JUDGE_FAKE_BACKEND_DELAY_MS": "1000", "JUDGE_MAX_QUEUE_ITEMS": "16"}).start()
     results: list[int] = []
 
     def call(seed):
@@ -116,7 +117,12 @@ def test_sigterm_drains_in_flight_work():
     threads = [threading.Thread(target=call, args=(6000 + i,)) for i in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(0.15)
+    # SIGTERM only once all four are in the server (a fixed sleep raced the requests on a busy
+    # machine: a request still connecting at SIGTERM is refused, which is not what is tested).
+    deadline = time.monotonic() + 10
+    while metric_value(httpx.get(server.url + "/metrics").text, "judge_queue_depth_jobs") < 3:
+        assert time.monotonic() < deadline, "the four requests never were in flight together"
+        time.sleep(0.02)
     server.process.send_signal(signal.SIGTERM)
     for thread in threads:
         thread.join()

@@ -103,7 +103,7 @@ def _score(args: argparse.Namespace) -> int:
                   "rubric_version": backend.info.rubric_version},
         **result.scores[0], "query": result.analyses[0], "response": result.analyses[1],
     }, indent=2))
-    return 0
+    return 1 if "error" in result.scores[0] else 0
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TARGET_SAMPLE_RATE_HZ = 16_000
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
         description="Registered backend name: 'paras2s-baseline' (the multi-stage judge with "
         "heuristic labels and rubric; the default until the trained judge meets its targets), "
         "'paras2s-polytone' (the PolyTone-trained judge, see its model card), "
+        "'paras2s-polytone-llm' (PolyTone labels and tone, rubric score from an LLM behind any "
+        "OpenAI-compatible endpoint; needs JUDGE_LLM_RUBRIC_BASE_URL and JUDGE_LLM_RUBRIC_MODEL), "
         "'paras2s-distilled' (a fast student of the baseline judge for RL rewards) or 'fake' "
         "(HTTP and scheduler tests only).",
     )
@@ -77,6 +79,43 @@ class Settings(BaseSettings):
     )
     fake_backend_delay_ms: float = Field(
         0.0, ge=0.0, description="Fake backend only: simulated compute time per batch."
+    )
+
+    # --- LLM rubric scorer (JUDGE_BACKEND=paras2s-polytone-llm) ---------------------------------
+    llm_rubric_base_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible API; the scorer POSTs to "
+        "{base_url}/chat/completions (e.g. https://api.openai.com/v1, or http://127.0.0.1:8001/v1 "
+        "for a local vLLM). Part of the judge version.",
+    )
+    llm_rubric_model: str | None = Field(
+        None, description="Model name sent with every request. Part of the judge version."
+    )
+    llm_rubric_api_key: SecretStr | None = Field(
+        None,
+        description="Sent as 'Authorization: Bearer <key>'; unset for endpoints without auth. "
+        "Never logged, never in an error message.",
+    )
+    llm_rubric_timeout_s: float = Field(
+        30.0, gt=0.0, description="Wall-clock limit of one request to the endpoint (one attempt)."
+    )
+    llm_rubric_deadline_s: float = Field(
+        90.0,
+        gt=0.0,
+        description="Wall-clock limit of one pair's scoring, every attempt and backoff included; "
+        "past it the pair fails with scorer_error.",
+    )
+    llm_rubric_max_retries: int = Field(
+        3,
+        ge=0,
+        description="Retries of one pair after a connection error, a timeout, 429 (after its "
+        "Retry-After, capped) or 5xx, with exponential backoff. Other 4xx are not retried.",
+    )
+    llm_rubric_concurrency: int = Field(
+        8, ge=1, description="Pairs of one batch scored at once (concurrent requests to the endpoint)."
+    )
+    llm_rubric_seed: int = Field(
+        0, ge=0, description="Seed sent with every request (temperature is 0). Part of the judge version."
     )
 
     # --- Audio limits (checked per clip, before batching) --------------------------------------
@@ -208,6 +247,23 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("llm_rubric_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"{value!r} is not an HTTP URL; use the API's base URL, e.g. "
+                "https://api.openai.com/v1 or http://127.0.0.1:8001/v1"
+            )
+        return value.rstrip("/")
+
+    @field_validator("llm_rubric_model", "llm_rubric_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _consistent_limits(self) -> Settings:
         if self.min_clip_duration_s >= self.max_clip_duration_s:
@@ -224,6 +280,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "JUDGE_MODE=distributed needs JUDGE_REDIS_URL (the work queue lives in Redis); "
                 "set it, or unset JUDGE_MODE for the embedded single-process mode"
+            )
+        if self.backend == "paras2s-polytone-llm" and not (self.llm_rubric_base_url and self.llm_rubric_model):
+            raise ValueError(
+                "JUDGE_BACKEND=paras2s-polytone-llm needs JUDGE_LLM_RUBRIC_BASE_URL (e.g. "
+                "https://api.openai.com/v1) and JUDGE_LLM_RUBRIC_MODEL (e.g. gpt-4o-mini); set both, "
+                "or choose another JUDGE_BACKEND"
+            )
+        if self.llm_rubric_timeout_s > self.llm_rubric_deadline_s:
+            raise ValueError(
+                "llm_rubric_timeout_s (one request) must not exceed llm_rubric_deadline_s (every "
+                "attempt of a pair); lower JUDGE_LLM_RUBRIC_TIMEOUT_S or raise JUDGE_LLM_RUBRIC_DEADLINE_S"
             )
         if self.max_group_size + 1 > self.max_queue_items:
             raise ValueError(

@@ -138,3 +138,27 @@ class BackendError(JudgeError):
 
 class InternalError(JudgeError):
     error_type = "internal_error"
+
+
+# --- Per-pair failures of a remote scorer (judge_service.judge.llm_rubric) -----------------------
+
+
+class ScorerError(JudgeError):
+    """The LLM rubric scorer gave no usable verdict for one pair (its endpoint failed, timed
+    out or kept answering outside the contract). Only that pair fails; never a default score."""
+
+    error_type = "scorer_error"
+
+
+PER_PAIR_ERRORS: dict[str, type[JudgeError]] = {ScorerError.error_type: ScorerError}
+"""Errors a backend may report for one pair inside ``JobResult.scores`` (as ``{"error": {type,
+message}}``, data that may have crossed Redis in distributed mode)."""
+
+
+def pair_error_from_dict(error: dict[str, str]) -> JudgeError:
+    """The ``JudgeError`` for a per-pair error reported as data by a backend."""
+    error_class = PER_PAIR_ERRORS.get(str(error.get("type")))
+    message = str(error.get("message", ""))
+    if error_class is None:  # e.g. a newer worker's type: still that pair's error, not a crash
+        return BackendError(f"the backend reported a per-pair error of unknown type {error.get('type')!r}: {message}")
+    return error_class(message)

@@ -26,6 +26,7 @@ from judge_service.errors import (
     DeadlineExceededError,
     JudgeError,
     TooManyItemsError,
+    pair_error_from_dict,
 )
 from judge_service.metrics import ServiceMetrics
 
@@ -240,6 +241,9 @@ class JudgeService:
             if isinstance(outcome, JudgeError):
                 results[i] = self._item_error(pairs[i].id, outcome)
                 continue
+            if "error" in outcome.scores[0]:  # the judge failed on this pair alone; never cached
+                results[i] = self._item_error(pairs[i].id, pair_error_from_dict(outcome.scores[0]["error"]))
+                continue
             value = _pair_value(outcome.scores[0], outcome.analyses[0], outcome.analyses[1])
             fresh[key] = value
             results[i] = _with_ids(value, pairs[i], cached=False)
@@ -302,6 +306,9 @@ class JudgeService:
             for j, (i, _, key) in enumerate(to_run):
                 if isinstance(outcome, JudgeError):
                     results[i] = self._item_error(pairs[i].id, outcome)
+                    continue
+                if "error" in outcome.scores[j]:
+                    results[i] = self._item_error(pairs[i].id, pair_error_from_dict(outcome.scores[j]["error"]))
                     continue
                 value = _pair_value(outcome.scores[j], outcome.analyses[0], outcome.analyses[j + 1])
                 fresh[key] = value

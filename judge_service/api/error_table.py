@@ -35,6 +35,7 @@ ERROR_STATUS: dict[str, int] = {
     "client_disconnected": 499,
     "internal_error": 500,
     "backend_error": 500,
+    "scorer_error": 502,
     "not_ready": 503,
     "shutting_down": 503,
     "deadline_exceeded": 504,

@@ -33,6 +33,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 
+SCORER_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorResponse, "description": "scorer_error: the LLM rubric scorer gave no verdict "
+          "for the pair (single-item requests; in a batch it is that item's error)"},
+}
+"""Only the scoring routes can meet a remote scorer's failure."""
+
 LABEL_FIELDS = {dim: {"type": "string", "enum": list(labels)} for dim, labels in LABEL_SETS.items()}
 """Known query labels as multipart form fields (the server accepts only these values)."""
 

@@ -22,7 +22,7 @@ from judge_service.api.requests import (
     timing_headers,
     validate_model,
 )
-from judge_service.api.openapi_docs import ERROR_RESPONSES, LABEL_FIELDS, multipart_body
+from judge_service.api.openapi_docs import ERROR_RESPONSES, LABEL_FIELDS, SCORER_ERROR_RESPONSES, multipart_body
 from judge_service.errors import InvalidRequestError
 from judge_service.schemas import (
     ITEM_ID_PATTERN,
@@ -34,7 +34,7 @@ from judge_service.schemas import (
 )
 from judge_service.service import ClipInput, PairInput, RequestTiming
 
-router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["scoring"], responses={**ERROR_RESPONSES, **SCORER_ERROR_RESPONSES})
 
 _MULTIPART_SCORE_DOC = multipart_body("ScoreRequest", {
     "query": {"type": "string", "format": "binary"},

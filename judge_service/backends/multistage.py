@@ -1,8 +1,13 @@
 """The multi-stage judge backend: log-mel -> Whisper (transcript + encoder states) -> prosody
 -> text embedding -> a ``StyleJudge`` for labels, tone and the rubric score.
 
-Registered as ``paras2s-baseline`` (heuristic ``BaselineJudge``) and ``paras2s-polytone``
-(the trained ``PolyToneJudge``); both share every acoustic stage below.
+Registered as ``paras2s-baseline`` (heuristic ``BaselineJudge``), ``paras2s-polytone``
+(the trained ``PolyToneJudge``) and ``paras2s-polytone-llm`` (PolyTone labels and tone, an LLM's
+rubric score: ``LLMRubricJudge``); all share every acoustic stage below.
+
+A judge with ``score_many`` (``stages.BatchScoringJudge``) gets every pair of the batch at
+once, and a pair it could not score is carried in ``JobResult.scores`` as
+``{"error": {type, message}}``, which the service answers as that item's error.
 
 Each unique clip of a batch (same PCM hash, same client text) is featurised, transcribed and
 measured once, so a group's query, or a query repeated across pairs, costs one analysis.
@@ -22,11 +27,12 @@ import torch
 from judge_service.audio.clip import DecodedAudio
 from judge_service.backends.base import BackendJob, BatchReport, JobResult, JudgeInfo
 from judge_service.config import Settings
+from judge_service.errors import JudgeError
 from judge_service.features import frame_offsets, log_mel_spectrogram
 from judge_service.judge.asr import WhisperTranscriber, default_whisper_model_path
 from judge_service.judge.labels import LABEL_SETS
 from judge_service.judge.prosody import measure_prosody
-from judge_service.judge.stages import ClipEvidence, StyleJudge
+from judge_service.judge.stages import ClipEvidence, PairEvidence, StyleJudge, Verdict
 from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
 
 log = logging.getLogger(__name__)
@@ -90,6 +96,9 @@ class MultiStageBackend:
             f"asr_window={asr_window_s};pipeline={PIPELINE_VERSION};judge={self.judge.name};"
             f"rubric={self.judge.rubric_version}".encode()
         )
+        identity = getattr(self.judge, "version_identity", None)
+        if identity is not None:  # absent for local judges, whose versions stay as they were
+            digest.update(f";identity={identity()}".encode())
         return digest.hexdigest()[:16]
 
     def warm_up(self) -> None:
@@ -103,7 +112,10 @@ class MultiStageBackend:
 
         clip = AudioClip("warm-up", 16_000, tone.size, pcm_sha256(tone), "wav", 16_000, 1)
         decoded = DecodedAudio(clip, tone)
-        self.run_batch([BackendJob([decoded, decoded], [None, "warm up"], [PairSpec(0, 1)])])
+        # A remote scorer is not called: its answer would be discarded, and a slow or absent
+        # endpoint would hold up start-up (its failures are per-pair errors at serving time).
+        pairs = [] if hasattr(self.judge, "score_many") else [PairSpec(0, 1)]
+        self.run_batch([BackendJob([decoded, decoded], [None, "warm up"], pairs)])
 
     # --- the batch --------------------------------------------------------------------------
 
@@ -175,16 +187,31 @@ class MultiStageBackend:
         ]
         stage_ms["style"] = _ms_since(started)
 
-        # 7. Rubric per pair (stage 4).
+        # 7. Rubric per pair (stage 4): every pair of the batch at once for a judge that scores
+        # many (a remote scorer, concurrently; a failed pair is its own error), else one by one.
         started = time.perf_counter()
+        job_indices = [[index_of[(d.clip.sha256, t)] for d, t in zip(job.clips, job.clip_texts)] for job in jobs]
+        pair_evidence = []
+        for job, indices in zip(jobs, job_indices):
+            for pair in job.pairs:
+                qi, ri = indices[pair.query_index], indices[pair.response_index]
+                pair_evidence.append(PairEvidence(evidence[qi], styles[qi], evidence[ri], styles[ri], pair.known_labels))
+        score_many = getattr(self.judge, "score_many", None)
+        verdicts: list[Verdict | JudgeError] = (
+            score_many(pair_evidence) if score_many is not None and pair_evidence
+            else [self.judge.score(p.query, p.query_style, p.reply, p.reply_style, p.known_labels) for p in pair_evidence]
+        )
+        assert len(verdicts) == len(pair_evidence), "a judge must answer every pair"
         results = []
-        for job in jobs:
-            job_indices = [index_of[(d.clip.sha256, t)] for d, t in zip(job.clips, job.clip_texts)]
+        next_verdict = iter(verdicts)
+        for job, indices in zip(jobs, job_indices):
             scores = []
             for pair in job.pairs:
-                qi, ri = job_indices[pair.query_index], job_indices[pair.response_index]
-                verdict = self.judge.score(evidence[qi], styles[qi], evidence[ri], styles[ri], pair.known_labels)
-                query_labels = dict(styles[qi].labels)
+                verdict = next(next_verdict)
+                if isinstance(verdict, JudgeError):
+                    scores.append({"error": verdict.to_dict()})
+                    continue
+                query_labels = dict(styles[indices[pair.query_index]].labels)
                 for dimension, label in pair.known_labels.items():
                     query_labels[dimension] = {"label": label, "confidence": 1.0, "source": "client"}
                 scores.append(
@@ -195,7 +222,7 @@ class MultiStageBackend:
                         "query_labels": query_labels,
                     }
                 )
-            results.append(JobResult(analyses=[analyses[i] for i in job_indices], scores=scores))
+            results.append(JobResult(analyses=[analyses[i] for i in indices], scores=scores))
         stage_ms["rubric"] = _ms_since(started)
         return BatchReport(results=results, stage_ms=stage_ms, unique_clips=len(unique_keys))
 

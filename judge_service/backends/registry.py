@@ -30,6 +30,15 @@ def _polytone(settings: Settings) -> JudgeBackend:
     return MultiStageBackend(settings, PolyToneJudge(settings.judge_model_path))
 
 
+def _polytone_llm(settings: Settings) -> JudgeBackend:
+    from judge_service.backends.multistage import MultiStageBackend
+    from judge_service.judge.llm_judge import LLMRubricJudge, llm_config_from_settings
+    from judge_service.judge.polytone_judge import PolyToneJudge
+
+    config = llm_config_from_settings(settings)  # first: a missing setting fails before models load
+    return MultiStageBackend(settings, LLMRubricJudge(PolyToneJudge(settings.judge_model_path), config))
+
+
 def _distilled(settings: Settings) -> JudgeBackend:
     from judge_service.backends.distilled import DistilledBackend
     from judge_service.judge.distilled import default_distilled_model_path
@@ -40,6 +49,7 @@ def _distilled(settings: Settings) -> JudgeBackend:
 _REGISTRY: dict[str, BackendFactory] = {
     "paras2s-distilled": _distilled,
     "paras2s-polytone": _polytone,
+    "paras2s-polytone-llm": _polytone_llm,
     "paras2s-baseline": _baseline,
     "fake": _fake,
 }

@@ -5,6 +5,11 @@ Whisper (transcript + pooled encoder states), prosody and a sentence embedding o
 transcript. A ``StyleJudge`` turns that evidence into labels and a tone per clip (stages 2-3)
 and into a verdict per pair (stage 4). ``baseline.BaselineJudge`` uses heuristics;
 ``polytone_judge.PolyToneJudge`` uses the trained analysers and rubric scorer.
+
+A judge whose stage 4 is remote (``llm_judge.LLMRubricJudge``) also implements
+``BatchScoringJudge``: the backend then hands it every pair of a batch at once, so it can
+score them concurrently, and a pair it cannot score comes back as that pair's ``JudgeError``
+instead of failing the batch.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from judge_service.errors import JudgeError
 from judge_service.judge.prosody import Prosody
 
 
@@ -64,3 +70,25 @@ class StyleJudge(Protocol):
     ) -> Verdict:
         """The rubric verdict for one pair; ``known_labels`` (from the client) override the
         judge's reading of the query."""
+
+
+@dataclass(frozen=True)
+class PairEvidence:
+    """Everything stage 4 may use for one pair (the arguments of ``StyleJudge.score``)."""
+
+    query: ClipEvidence
+    query_style: ClipStyle
+    reply: ClipEvidence
+    reply_style: ClipStyle
+    known_labels: dict[str, str]
+
+
+class BatchScoringJudge(StyleJudge, Protocol):
+    """Optional extension of ``StyleJudge``, used by the backend when present."""
+
+    def version_identity(self) -> str:
+        """What defines the judge besides its ``weight_files`` (e.g. a remote model's name and
+        endpoint); hashed into the judge version, so caches never mix two scorers."""
+
+    def score_many(self, pairs: list[PairEvidence]) -> list[Verdict | JudgeError]:
+        """One verdict per pair, in order, or the ``JudgeError`` that pair failed with."""

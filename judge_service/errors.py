@@ -150,14 +150,23 @@ class ScorerError(JudgeError):
     error_type = "scorer_error"
 
 
-PER_PAIR_ERRORS: dict[str, type[JudgeError]] = {ScorerError.error_type: ScorerError}
-"""Errors a backend may report for one pair inside ``JobResult.scores`` (as ``{"error": {type,
-message}}``, data that may have crossed Redis in distributed mode)."""
+def error_class_for(error_type: str) -> type[JudgeError] | None:
+    """The ``JudgeError`` subclass whose ``error_type`` this is, for errors that travel as data
+    (a worker's result over Redis, a backend's per-pair error); None when unknown (e.g. a newer
+    worker's type). ``QueueFullError`` is never rebuilt: it is the API replica's own 429."""
+    pending = list(JudgeError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.error_type == error_type and cls is not QueueFullError:
+            return cls
+        pending += cls.__subclasses__()
+    return None
 
 
 def pair_error_from_dict(error: dict[str, str]) -> JudgeError:
-    """The ``JudgeError`` for a per-pair error reported as data by a backend."""
-    error_class = PER_PAIR_ERRORS.get(str(error.get("type")))
+    """The ``JudgeError`` for a per-pair error a backend reported in ``JobResult.scores`` as
+    ``{"error": {type, message}}`` (data that may have crossed Redis in distributed mode)."""
+    error_class = error_class_for(str(error.get("type")))
     message = str(error.get("message", ""))
     if error_class is None:  # e.g. a newer worker's type: still that pair's error, not a crash
         return BackendError(f"the backend reported a per-pair error of unknown type {error.get('type')!r}: {message}")

@@ -60,7 +60,7 @@ class JobResult:
     """Per-clip analyses (wire dicts, one per job clip) and per-pair scores (one per pair).
 
     A pair the judge could not score is ``{"error": {"type", "message"}}`` in ``scores`` (a
-    ``JudgeError.to_dict()``; see ``errors.PER_PAIR_ERRORS``): only that pair fails.
+    ``JudgeError.to_dict()``; see ``errors.pair_error_from_dict``): only that pair fails.
     """
 
     analyses: list[dict[str, Any]]

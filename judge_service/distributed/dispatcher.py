@@ -43,6 +43,7 @@ from judge_service.distributed.wire import (
     decode_worker_notice,
     encode_work,
 )
+from judge_service import errors
 from judge_service.errors import (
     BackendError,
     ClientDisconnectedError,
@@ -415,15 +416,5 @@ class RemoteBackend:
 
 def error_from_wire(error_type: str, message: str) -> JudgeError:
     """Rebuild the typed error a worker reported (unknown types become ``BackendError``)."""
-    for cls in _all_subclasses(JudgeError):
-        if cls.error_type == error_type and cls is not QueueFullError:
-            return cls(message)
-    return BackendError(message)
-
-
-def _all_subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_all_subclasses(sub)]
-    return out
-
+    error_class = errors.error_class_for(error_type)
+    return BackendError(message) if error_class is None else error_class(message)

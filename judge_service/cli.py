@@ -27,6 +27,16 @@ from judge_service.config import SettingsError, load_settings
 from judge_service.judge.labels import LABEL_SETS
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request it sends at INFO (the LLM rubric scorer sends one per pair): at
+    # the service's default level that would drown its own lines. Their warnings still show, and
+    # JUDGE_LOG_LEVEL=debug shows everything.
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -38,9 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["port"] = args.port
     settings = load_settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings.log_level)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -60,9 +68,7 @@ def _worker(args: argparse.Namespace) -> int:
     from judge_service.distributed.worker import serve_worker
 
     settings = load_settings(**({"worker_id": args.worker_id} if args.worker_id else {}))
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings.log_level)
     if not settings.redis_url:
         print("paras2s-judge worker needs JUDGE_REDIS_URL (the work streams live in Redis)", file=sys.stderr)
         return 2

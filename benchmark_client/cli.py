@@ -1,6 +1,6 @@
 """``paras2s-bench``: ParaS2SBench sets, runs, reports, comparisons and the CI gate.
 
-    paras2s-bench generate --out DIR [--per-dimension 100] [--seed 0] [--workers N]
+    paras2s-bench generate --out DIR [--per-dimension 100] [--seed 0] [--workers N] [--split test|train]
     paras2s-bench real --out DIR [--tess PATH] [--emodb PATH] [--ravdess PATH] [--cremad PATH]
                        [--iemocap PATH] [--max-per-style N] [--seed 0]
     paras2s-bench merge --out DIR MANIFEST [MANIFEST ...]   (e.g. the synthetic + the real split)
@@ -34,7 +34,15 @@ def _log(message: str) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from benchmark_client.generate import generate
 
-    manifest = generate(args.out, per_dimension=args.per_dimension, seed=args.seed, workers=args.workers, log=_log)
+    if args.split == "train":
+        # Training prompts for students and policies (the distilled reward model, the RL trainer):
+        # the scenario bank's train split in the judge's training voices, never the benchmark's.
+        from judge_service.judge.polytone.voices import TRAIN_VOICES
+
+        manifest = generate(args.out, per_dimension=args.per_dimension, seed=args.seed, workers=args.workers, log=_log,
+                            scenario_split="train", voices=TRAIN_VOICES)  # fmt: skip
+    else:
+        manifest = generate(args.out, per_dimension=args.per_dimension, seed=args.seed, workers=args.workers, log=_log)
     print(manifest.path)
     return EXIT_OK
 
@@ -156,11 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paras2s-bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("generate", help="render the synthetic split from the scenario bank's test split")
+    p = sub.add_parser("generate", help="render the synthetic split (the benchmark: the scenario bank's test split)")
     p.add_argument("--out", required=True, help="output folder (manifest.jsonl + audio/)")
     p.add_argument("--per-dimension", type=int, default=100, help="texts per dimension, each in 2 styles (default 100)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="render processes (default: CPU count)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="test: the benchmark (test scenarios, benchmark voices); train: training prompts for "
+                        "students and policies (train scenarios, the judge's training voices)")  # fmt: skip
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("real", help="build the real split from corpus folders (audio is referenced, not copied)")

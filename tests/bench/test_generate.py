@@ -92,3 +92,14 @@ def test_generate_renders_a_valid_deterministic_manifest(tmp_path: Path) -> None
     log: list[str] = []
     generate(tmp_path / "a", per_dimension=1, seed=3, workers=0, log=log.append)
     assert not any(line.startswith("[render]") for line in log)
+
+
+def test_cli_train_split_uses_train_scenarios_and_training_voices_only(tmp_path: Path) -> None:
+    from benchmark_client.cli import main
+
+    assert main(["generate", "--out", str(tmp_path), "--per-dimension", "1", "--split", "train", "--workers", "0"]) == 0
+    manifest = load_manifest(tmp_path)
+    assert len(manifest.items) == 8
+    train_ids = {s.id for s in load_scenarios(split="train")}
+    assert {i.scenario_id for i in manifest.items} <= train_ids
+    assert {i.speaker for i in manifest.items} <= {v.name for v in TRAIN_VOICES}

@@ -26,6 +26,11 @@ from typing import Any
 from judge_service.config import SettingsError, load_settings
 from judge_service.judge.labels import LABEL_SETS
 
+DISTILLED_ARCHITECTURES = ("flat", "towers")
+DISTILLED_CLIP_INPUTS = ("all", "summary")
+"""``judge.distilled.ARCHITECTURES`` and ``CLIP_INPUTS``, spelled out so the CLI starts without
+importing torch (a unit test keeps them equal)."""
+
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -156,7 +161,8 @@ def _distill(args: argparse.Namespace) -> int:
     from judge_service.judge.training.distill import distill
 
     distill([Path(p) for p in args.train], [Path(p) for p in args.eval], Path(args.out), epochs=args.epochs,
-            seed=args.seed, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+            seed=args.seed, architecture=args.architecture, clip_inputs=args.clip_inputs,
+            log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     return 0
 
 
@@ -258,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--out", required=True)
     distill.add_argument("--epochs", type=int, default=600)
     distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--architecture", choices=DISTILLED_ARCHITECTURES, default="towers",
+                         help="towers: one clip tower for both clips, then a pair head (default); flat: one MLP")
+    distill.add_argument("--clip-inputs", choices=DISTILLED_CLIP_INPUTS, default="summary",
+                         help="summary: loudness, dynamics, duration and prosody (default); all: also the per-bin mel statistics")
     distill.set_defaults(func=_distill)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")

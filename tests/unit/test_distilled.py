@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from judge_service.judge.distilled import CLIP_FEATURES, LOG_DURATION_INDEX, DistilledConfig, DistilledRewardModel, clip_features
+from judge_service.judge.distilled import (
+    CLIP_FEATURES, LOG_DURATION_INDEX, N_MELS, DistilledConfig, DistilledRewardModel, clip_features,
+)
 from judge_service.judge.training.distill import agreement, distill
 from judge_service.testing import RunningServer, b64, voiced_clip, voiced_wav
 
@@ -25,9 +27,10 @@ def test_clip_features_are_per_clip_and_batch_invariant() -> None:
     assert together[1, LOG_DURATION_INDEX] == pytest.approx(np.log(2.3), abs=1e-3)
 
 
-def test_save_load_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("architecture", "clip_inputs"), [("flat", "all"), ("towers", "summary"), ("towers", "all")])
+def test_save_load_round_trip(tmp_path: Path, architecture: str, clip_inputs: str) -> None:
     torch.manual_seed(0)
-    model = DistilledRewardModel(DistilledConfig("teacher", "v1"))
+    model = DistilledRewardModel(DistilledConfig("teacher", "v1", architecture=architecture, clip_inputs=clip_inputs))
     x = torch.randn(5, 2 * CLIP_FEATURES)
     model.save(tmp_path / "m")
     loaded = DistilledRewardModel.load(tmp_path / "m")
@@ -36,6 +39,43 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "format": "other/9"}))
     with pytest.raises(ValueError, match="format 'other/9'"):
         DistilledRewardModel.load(tmp_path / "m")
+
+
+def test_summary_inputs_ignore_the_mel_statistics_and_towers_measure_both_clips_alike() -> None:
+    torch.manual_seed(0)
+    model = DistilledRewardModel(DistilledConfig("teacher", "v1", architecture="towers", clip_inputs="summary"))
+    x = torch.randn(6, 2 * CLIP_FEATURES)
+    moved = x.clone()
+    moved[:, : 2 * N_MELS] += 5.0  # the query's per-bin mel statistics
+    moved[:, CLIP_FEATURES : CLIP_FEATURES + 2 * N_MELS] -= 3.0  # and the response's
+    assert torch.equal(model(x), model(moved))
+    # One tower for both sides: swapping the clips swaps their embeddings and nothing else.
+    swapped = torch.cat([x[:, CLIP_FEATURES:], x[:, :CLIP_FEATURES]], dim=1)
+    q = model.clip_tower(((x - model.input_mean) / model.input_std)[:, model.clip_columns])
+    r = model.clip_tower(((swapped - model.input_mean) / model.input_std)[:, model.clip_columns])
+    assert not torch.allclose(q, r)
+    assert torch.equal(model.clip_tower(((swapped - model.input_mean) / model.input_std)[:, CLIP_FEATURES + model.clip_columns]), q)
+
+
+def test_format_1_models_still_load_as_flat_over_all_features(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    model = DistilledRewardModel(DistilledConfig("teacher", "v1"))
+    model.save(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(
+        {"teacher_name": "teacher", "teacher_version": "v1", "hidden": 64, "format": "paras2s-distilled/1"}))
+    loaded = DistilledRewardModel.load(tmp_path / "m")
+    assert (loaded.config.architecture, loaded.config.clip_inputs) == ("flat", "all")
+    x = torch.randn(3, 2 * CLIP_FEATURES)
+    assert torch.equal(model(x), loaded(x))
+    with pytest.raises(ValueError, match="architecture 'deep'"):
+        DistilledConfig("teacher", "v1", architecture="deep")
+
+
+def test_cli_choices_match_the_model() -> None:
+    from judge_service.cli import DISTILLED_ARCHITECTURES, DISTILLED_CLIP_INPUTS
+    from judge_service.judge.distilled import ARCHITECTURES, CLIP_INPUTS
+
+    assert DISTILLED_ARCHITECTURES == ARCHITECTURES and DISTILLED_CLIP_INPUTS == tuple(CLIP_INPUTS)
 
 
 def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t") -> Path:
@@ -54,11 +94,14 @@ def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t")
     return path
 
 
-def test_distill_learns_its_teacher_and_refuses_mixed_teachers(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("architecture", "clip_inputs"), [("flat", "all"), ("towers", "summary")])
+def test_distill_learns_its_teacher_and_refuses_mixed_teachers(tmp_path: Path, architecture: str, clip_inputs: str) -> None:
     train = _results(tmp_path, "train", "topline", 40)
     held_out = _results(tmp_path, "eval", "reversed", 20)
-    metrics = distill([train], [held_out], tmp_path / "model", epochs=300, log=lambda _: None)
+    metrics = distill([train], [held_out], tmp_path / "model", epochs=300, architecture=architecture,
+                      clip_inputs=clip_inputs, log=lambda _: None)  # fmt: skip
     assert metrics["eval"]["pearson"] > 0.9 and set(metrics["eval_by_system"]) == {"reversed"}
+    assert DistilledRewardModel.load(tmp_path / "model").config.architecture == metrics["config"]["architecture"] == architecture
     assert (tmp_path / "model" / "metrics.json").is_file()
     other = _results(tmp_path, "other", "topline", 5, teacher="someone-else")
     with pytest.raises(ValueError, match="one teacher at a time"):

@@ -161,7 +161,8 @@ def _distill(args: argparse.Namespace) -> int:
     from judge_service.judge.training.distill import distill
 
     distill([Path(p) for p in args.train], [Path(p) for p in args.eval], Path(args.out), epochs=args.epochs,
-            seed=args.seed, architecture=args.architecture, clip_inputs=args.clip_inputs,
+            seed=args.seed, architecture=args.architecture, clip_inputs=args.clip_inputs, hidden=args.hidden,
+            clip_embedding=args.clip_embedding,
             log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     return 0
 
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="towers: one clip tower for both clips, then a pair head (default); flat: one MLP")
     distill.add_argument("--clip-inputs", choices=DISTILLED_CLIP_INPUTS, default="summary",
                          help="summary: loudness, dynamics, duration and prosody (default); all: also the per-bin mel statistics")
+    distill.add_argument("--hidden", type=int, default=256, help="hidden units of every layer (default 256)")
+    distill.add_argument("--clip-embedding", type=int, default=64, help="towers: size of a clip's embedding (default 64)")
     distill.set_defaults(func=_distill)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")

@@ -71,7 +71,8 @@ def agreement(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path, *, epochs: int = 600, seed: int = 0,
-            architecture: str = "towers", clip_inputs: str = "summary", log: Callable[[str], None] = print) -> dict:  # fmt: skip
+            architecture: str = "towers", clip_inputs: str = "summary", hidden: int = 256, clip_embedding: int = 64,
+            log: Callable[[str], None] = print) -> dict:  # fmt: skip
     train_rows, teacher = _pairs(train_runs)
     eval_rows, eval_teacher = _pairs(eval_runs)
     if eval_teacher != teacher:
@@ -83,7 +84,8 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
     y_eval = np.array([s for _, _, s, _ in eval_rows])
     torch.manual_seed(seed)
     model = DistilledRewardModel(DistilledConfig(teacher_name=teacher["name"], teacher_version=teacher["version"],
-                                                 architecture=architecture, clip_inputs=clip_inputs))  # fmt: skip
+                                                 hidden=hidden, architecture=architecture, clip_inputs=clip_inputs,
+                                                 clip_embedding=clip_embedding))  # fmt: skip
     model.input_mean.copy_(x_train.mean(dim=0))
     model.input_std.copy_(x_train.std(dim=0) + 1e-3)
     # Early stopping on 15% of the training *queries* (all their pairs), so the model is picked on
@@ -117,7 +119,8 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
         "train": agreement(pred_train, y_train.numpy()), "eval": agreement(pred_eval, y_eval),
         "eval_without_silence": agreement(pred_eval[systems != "silence"], y_eval[systems != "silence"]),
         "eval_by_system": {s: agreement(pred_eval[systems == s], y_eval[systems == s]) for s in sorted(set(systems))},
-        "config": {"architecture": architecture, "clip_inputs": clip_inputs},
+        "config": {"architecture": architecture, "clip_inputs": clip_inputs, "hidden": hidden,
+                   "clip_embedding": clip_embedding},
         "train_runs": [str(p) for p in train_runs], "eval_runs": [str(p) for p in eval_runs],
     }  # fmt: skip
     model.save(out_dir, metrics)

@@ -32,17 +32,10 @@ def _log(message: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from benchmark_client.generate import generate
+    from benchmark_client.generate import SPLIT_VOICES, generate
 
-    if args.split == "train":
-        # Training prompts for students and policies (the distilled reward model, the RL trainer):
-        # the scenario bank's train split in the judge's training voices, never the benchmark's.
-        from judge_service.judge.polytone.voices import TRAIN_VOICES
-
-        manifest = generate(args.out, per_dimension=args.per_dimension, seed=args.seed, workers=args.workers, log=_log,
-                            scenario_split="train", voices=TRAIN_VOICES)  # fmt: skip
-    else:
-        manifest = generate(args.out, per_dimension=args.per_dimension, seed=args.seed, workers=args.workers, log=_log)
+    manifest = generate(args.out, per_dimension=args.per_dimension, seed=args.seed, workers=args.workers, log=_log,
+                        scenario_split=args.split, voices=SPLIT_VOICES[args.split])  # fmt: skip
     print(manifest.path)
     return EXIT_OK
 

@@ -39,7 +39,7 @@ from benchmark_client.manifest import (
 from benchmark_client.rendering import RenderJob, content_seed, render_all
 from judge_service.judge.polytone.dataset import POLYTONE_VERSION, eligible_voices
 from judge_service.judge.polytone.styles import labels_for_style
-from judge_service.judge.polytone.voices import BENCHMARK_VOICES, VoiceProfile
+from judge_service.judge.polytone.voices import BENCHMARK_VOICES, TRAIN_VOICES, VoiceProfile
 from judge_service.judge.scenario_bank import (
     DIMENSIONS,
     SCENARIO_BANK_VERSION,
@@ -68,6 +68,11 @@ def choose_texts(scenarios: Sequence[Scenario], per_dimension: int, seed: int) -
     if len(chosen) < per_dimension:
         raise ValueError(f"{scenarios[0].dimension}: only {len(chosen)} distinct texts, asked for {per_dimension}")
     return chosen
+
+
+SPLIT_VOICES: dict[str, Sequence[VoiceProfile]] = {"test": BENCHMARK_VOICES, "train": TRAIN_VOICES}
+"""Who speaks each scenario split: the benchmark (``test``) only voices no analyser trained on;
+training prompts for students and policies (``train``) the judge's training voices."""
 
 
 def plan_items(

@@ -28,10 +28,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark_client.generate import generate
+from benchmark_client.generate import SPLIT_VOICES, generate
 from benchmark_client.run import run_benchmark
 from benchmark_client.systems import REFERENCE_SYSTEMS, make_system
-from judge_service.judge.polytone.voices import TRAIN_VOICES
 from judge_service.testing import RunningServer
 
 
@@ -47,7 +46,7 @@ def main() -> int:
 
     out = Path(args.out)
     manifest = generate(out / "prompts", per_dimension=args.per_dimension, seed=args.seed, scenario_split="train",
-                        voices=TRAIN_VOICES, log=log)  # fmt: skip
+                        voices=SPLIT_VOICES["train"], log=log)  # fmt: skip
     env = {"JUDGE_BACKEND": args.backend, "JUDGE_CACHE_MAX_ENTRIES": "0", "JUDGE_REDIS_URL": "", "JUDGE_LOG_LEVEL": "warning"}
     with RunningServer(env=env) as server:
         for name in args.systems.split(","):

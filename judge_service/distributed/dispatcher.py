@@ -43,8 +43,8 @@ from judge_service.distributed.wire import (
     decode_worker_notice,
     encode_work,
 )
-from judge_service import errors
 from judge_service.errors import (
+    error_class_for,
     BackendError,
     ClientDisconnectedError,
     DeadlineExceededError,
@@ -416,5 +416,5 @@ class RemoteBackend:
 
 def error_from_wire(error_type: str, message: str) -> JudgeError:
     """Rebuild the typed error a worker reported (unknown types become ``BackendError``)."""
-    error_class = errors.error_class_for(error_type)
+    error_class = error_class_for(error_type)
     return BackendError(message) if error_class is None else error_class(message)

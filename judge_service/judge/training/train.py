@@ -44,6 +44,8 @@ MISMATCH_TARGET = 2.0
 NEUTRAL_VOICE_TARGET = 4.0
 CONTRARY_VOICE_TARGET = 2.0
 KNOWN_LABEL_FRACTION = 0.3
+
+
 def _set_one_hot(style: np.ndarray, query: ClipRecord) -> None:
     """Overwrite the query's cue dimension in a STYLE_DIM vector with its true label."""
     dim = str(query.meta["dimension"])

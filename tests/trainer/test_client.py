@@ -11,6 +11,7 @@ import pytest
 
 from judge_service.testing import RunningServer, free_port, metric_value, voiced_wav
 from trainer_client.client import (
+    ClipBudget,
     JudgeClient,
     JudgeDeadlineError,
     JudgeRequestError,
@@ -103,15 +104,52 @@ def test_429s_are_retried_after_retry_after() -> None:
     with RunningServer(env) as server:
         before = _requests(server.url, "/v1/score")
 
+        async def one_client(k: int):  # separate clients: one client alone keeps within the queue
+            async with JudgeClient(server.url, max_retries=20) as judge:
+                return await judge.score(_pairs(1, seed=300 + 2 * k))
+
         async def go():
-            async with JudgeClient(server.url, max_concurrent_requests=12, max_retries=20) as judge:
-                return await asyncio.gather(*(judge.score(_pairs(1, seed=300 + 2 * k)) for k in range(12)))
+            return await asyncio.gather(*(one_client(k) for k in range(12)))
 
         results = asyncio.run(go())
         assert all(r[0].score is not None for r in results)
         text = httpx.get(server.url + "/metrics").text
         assert metric_value(text, "judge_requests_total", route="/v1/score", status="429") > 0
         assert _requests(server.url, "/v1/score") - before > 12
+
+
+def test_one_client_keeps_its_chunks_within_the_servers_queue() -> None:
+    """20 pairs in chunks of 2 pairs (4 clips), up to 12 chunks at once, against a queue of 8
+    clips: without the clip budget 48 clips arrive at once and most chunks get 429s."""
+    env = {**FAKE, "JUDGE_FAKE_BACKEND_DELAY_MS": "100", "JUDGE_MAX_QUEUE_ITEMS": "8", "JUDGE_MAX_GROUP_SIZE": "2",
+           "JUDGE_MAX_BATCH_ITEMS": "4", "JUDGE_MAX_ITEMS_PER_REQUEST": "2"}  # fmt: skip
+    with RunningServer(env) as server:
+        with SyncJudgeClient(server.url, max_concurrent_requests=12, max_retries=0) as judge:
+            scores = judge.score(_pairs(20, seed=500))
+            group = judge.score_group(voiced_wav(0.5, seed=9), [voiced_wav(0.4, seed=600 + k) for k in range(6)])
+        assert [s.id for s in scores] == [f"p{k}" for k in range(20)] and all(s.score is not None for s in scores)
+        assert all(s.score is not None for s in group.scores)
+        text = httpx.get(server.url + "/metrics").text
+        assert metric_value(text, "judge_requests_total", route="/v1/score", status="429") == 0
+        assert metric_value(text, "judge_requests_total", route="/v1/score/group", status="429") == 0
+        assert _requests(server.url, "/v1/score") == 10
+
+
+def test_clip_budget_admits_what_fits_and_an_oversized_request_alone() -> None:
+    async def go():
+        budget = ClipBudget(8)
+        first = await budget.acquire(6)
+        waiting = asyncio.ensure_future(budget.acquire(4))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and budget.in_flight == 6  # 6 + 4 > 8: waits
+        await budget.release(first)
+        assert await asyncio.wait_for(waiting, 1.0) == 4 and budget.in_flight == 4
+        await budget.release(4)
+        assert await budget.acquire(100) == 8 and budget.in_flight == 8  # too big for any budget: alone
+        unlimited = ClipBudget(None)
+        assert await unlimited.acquire(10**6) == 0
+
+    asyncio.run(go())
 
 
 def test_unavailable_and_wait_until_ready() -> None:

@@ -155,7 +155,8 @@ def test_tiny_experiment_end_to_end_with_the_real_judge(tmp_path: Path) -> None:
                                 label_fraction=0.5, annotation_fractions=(1.0,), workers=0, log=lambda _: None,
                                 reward_judge_url=reward_judge.url)  # fmt: skip
     assert report["judge"]["name"] == "paras2s-baseline" and report["reward_judge"]["name"] == "paras2s-distilled"
-    assert set(report["policies"]) == {"base", "sft", "sft+grpo", "sft@1"}
+    assert set(report["policies"]) == {"base", "sft", "sft+grpo", "sft@1", "gold"}
+    assert report["policies"]["gold"]["gold_content_rate"] == 1.0 and report["policies"]["gold"]["gold_tone_rate"] == 1.0
     for policy in report["policies"].values():
         assert 1.0 <= policy["overall"]["mean"] <= 5.0
     log = [json.loads(line) for line in (tmp_path / "exp" / "grpo" / "log.jsonl").read_text().splitlines()]

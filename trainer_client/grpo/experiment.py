@@ -9,7 +9,10 @@ synthetic split (test scenarios, benchmark voices). Policies (``ReplyPolicy``):
   * SFT+GRPO: the SFT policy trained with GRPO on *all* training prompts, rewards from the judge
     service, KL to the frozen SFT policy;
   * SFT with more labels (``annotation_fractions``): how many demonstrations SFT alone needs to
-    reach SFT+GRPO.
+    reach SFT+GRPO;
+  * gold (``DemonstrationPolicy``, a reference row): the labelled demonstration itself for every
+    held-out prompt, i.e. what SFT imitates, heard perfectly. Where the judge scores it below
+    SFT+GRPO, the judge rewards something the demonstrations do not teach.
 Each policy answers every held-out prompt greedily; the judge scores the pairs; the report is a
 ParaS2SBench table (means with 95% bootstrap intervals) per policy plus the relative gain of
 SFT+GRPO over SFT. Everything is seeded.
@@ -34,10 +37,20 @@ from trainer_client.client import Pair, SyncJudgeClient
 from trainer_client.grpo.config import GRPOConfig
 from trainer_client.grpo.data import prompts_from_manifest
 from trainer_client.grpo.loop import GRPORun, JudgeRewards, Speaker, reward_curve_png, train_grpo, train_sft
-from trainer_client.grpo.policy import Prompt, QueryFeatures, ReplyPolicy, response_of
+from trainer_client.grpo.policy import Action, Prompt, QueryFeatures, ReplyPolicy, response_of
 
 
-def evaluate(policy: ReplyPolicy, prompts: Sequence[Prompt], client: SyncJudgeClient, speaker: Speaker) -> list[ItemResult]:
+class DemonstrationPolicy:
+    """Answers every prompt with its labelled demonstration (``Prompt.gold``: the level-5 reply
+    for the true style, in its own tone). It reads the label, so it is a reference, not a policy
+    that hears; it has nothing to train."""
+
+    def greedy(self, prompts: Sequence[Prompt]) -> list[Action]:
+        return [p.gold() for p in prompts]
+
+
+def evaluate(policy: ReplyPolicy | DemonstrationPolicy, prompts: Sequence[Prompt], client: SyncJudgeClient,
+             speaker: Speaker) -> list[ItemResult]:  # fmt: skip
     """Greedy answers to every prompt, scored by the judge, as benchmark item results."""
     actions = policy.greedy(prompts)
     paths = speaker.paths([response_of(p, a) for p, a in zip(prompts, actions)])
@@ -55,7 +68,7 @@ def evaluate(policy: ReplyPolicy, prompts: Sequence[Prompt], client: SyncJudgeCl
     return results
 
 
-def _choice_stats(policy: ReplyPolicy, prompts: Sequence[Prompt]) -> dict[str, float]:
+def _choice_stats(policy: ReplyPolicy | DemonstrationPolicy, prompts: Sequence[Prompt]) -> dict[str, float]:
     """How often the greedy action is the gold content / the gold tone (a label-based check the
     judge does not see)."""
     actions = policy.greedy(prompts)
@@ -95,7 +108,7 @@ def run_experiment(
     info = client.wait_until_ready()
     reward_client = client if reward_judge_url is None else SyncJudgeClient(reward_judge_url, deadline_s=None)
     reward_info = info if reward_judge_url is None else reward_client.wait_until_ready()
-    policies: dict[str, ReplyPolicy] = {"base": fresh()}
+    policies: dict[str, ReplyPolicy | DemonstrationPolicy] = {"base": fresh()}
     sft = fresh()
     train_sft(sft, labelled(label_fraction), config)
     policies["sft"] = sft
@@ -112,6 +125,7 @@ def run_experiment(
         more = fresh()
         train_sft(more, labelled(fraction), config)
         policies[f"sft@{fraction:g}"] = more
+    policies["gold"] = DemonstrationPolicy()
     if (out_dir / "grpo" / "log.jsonl").exists():
         reward_curve_png(out_dir / "grpo" / "log.jsonl", out_dir / "reward_curve.png")
 

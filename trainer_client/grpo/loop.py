@@ -170,7 +170,7 @@ def grpo_step(run: GRPORun, prompts: Sequence[Prompt], rewards_of: JudgeRewards)
     return {
         "step": run.step + 1, "reward_mean": float(rewards[valid].mean()), "reward_std": float(rewards[valid].std()),
         "zero_std_groups": float((spread < 1e-6).float().mean()), "unscored": int((~valid).sum()),
-        "loss": float(loss), **stats, "judge_s": round(rewards_of.judge_s, 3), "tts_s": round(rewards_of.tts_s, 3),
+        "loss": loss.item(), **stats, "judge_s": round(rewards_of.judge_s, 3), "tts_s": round(rewards_of.tts_s, 3),
     }  # fmt: skip
 
 
@@ -207,7 +207,7 @@ def train_sft(policy: ReplyPolicy, prompts: Sequence[Prompt], config: GRPOConfig
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 

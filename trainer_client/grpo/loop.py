@@ -95,7 +95,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1.0
     loss = -(surrogate - kl_beta * kl).mean()
     clip_fraction = ((ratio - clipped).abs() > 1e-6).float().mean()
-    return loss, {"kl": float(kl.mean()), "clip_fraction": float(clip_fraction)}
+    return loss, {"kl": kl.mean().item(), "clip_fraction": clip_fraction.item()}
 
 
 @dataclass

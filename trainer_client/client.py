@@ -131,27 +131,36 @@ class ClipBudget:
     hold more clips than the queue, the later chunks get 429s and each burns retries (measured:
     3,800 pairs against the 512-clip default queue gave up after 7 attempts). A request larger
     than the whole budget still goes, alone. ``capacity=None`` means no limit.
+
+    ``release`` is synchronous and ``acquire`` takes its share with no await after its last
+    check, so a cancelled caller can neither leak nor double-count clips.
     """
 
     def __init__(self, capacity: int | None = None) -> None:
         self.capacity = capacity
         self.in_flight = 0
-        self._changed = asyncio.Condition()
+        self._room: asyncio.Event | None = None  # set by ``release``; waiters then check again
 
-    async def acquire(self, clips: int) -> int:
-        """Wait until ``clips`` fit; returns what was taken (pass it to ``release``)."""
+    async def acquire(self, clips: int, timeout_s: float | None = None) -> int:
+        """Wait until ``clips`` fit; returns what was taken (pass it to ``release``). Raises
+        ``asyncio.TimeoutError`` after ``timeout_s`` with nothing taken."""
         if self.capacity is None:
             return 0
         taken = min(clips, self.capacity)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight + taken <= self.capacity)
-            self.in_flight += taken
+        give_up_at = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.in_flight + taken > self.capacity:
+            if self._room is None:
+                self._room = asyncio.Event()
+            left_s = None if give_up_at is None else max(0.0, give_up_at - time.monotonic())
+            await asyncio.wait_for(self._room.wait(), left_s)
+        self.in_flight += taken
         return taken
 
-    async def release(self, taken: int) -> None:
-        async with self._changed:
-            self.in_flight -= taken
-            self._changed.notify_all()
+    def release(self, taken: int) -> None:
+        self.in_flight -= taken
+        if self._room is not None:
+            self._room.set()  # every waiter wakes and checks again; the first not to fit re-arms
+            self._room = None
 
 
 def encode_audio(audio: AudioLike) -> str:
@@ -309,13 +318,13 @@ class JudgeClient:
         async with self._gate:
             left_s = deadline - time.monotonic()
             try:
-                taken = await asyncio.wait_for(self._budget.acquire(clips), None if math.isinf(left_s) else max(0.0, left_s))
+                taken = await self._budget.acquire(clips, None if math.isinf(left_s) else max(0.0, left_s))
             except asyncio.TimeoutError:
                 raise JudgeDeadlineError(f"POST {path}: deadline passed waiting for room in the server's queue") from None
             try:
                 return await self._request("POST", path, body, deadline)
             finally:
-                await self._budget.release(taken)
+                self._budget.release(taken)
 
     async def _request(self, method: str, path: str, body: dict | None, deadline: float) -> dict[str, Any]:
         """One logical request: retried on connection errors, 429 and 5xx under one idempotency key."""

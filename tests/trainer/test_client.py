@@ -142,9 +142,17 @@ def test_clip_budget_admits_what_fits_and_an_oversized_request_alone() -> None:
         waiting = asyncio.ensure_future(budget.acquire(4))
         await asyncio.sleep(0.05)
         assert not waiting.done() and budget.in_flight == 6  # 6 + 4 > 8: waits
-        await budget.release(first)
+        budget.release(first)
         assert await asyncio.wait_for(waiting, 1.0) == 4 and budget.in_flight == 4
-        await budget.release(4)
+        with pytest.raises(asyncio.TimeoutError):
+            await budget.acquire(6, timeout_s=0.05)  # 4 + 6 > 8: gives up, takes nothing
+        assert budget.in_flight == 4
+        cancelled = asyncio.ensure_future(budget.acquire(6))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        await asyncio.sleep(0.01)
+        assert cancelled.cancelled() and budget.in_flight == 4
+        budget.release(4)
         assert await budget.acquire(100) == 8 and budget.in_flight == 8  # too big for any budget: alone
         unlimited = ClipBudget(None)
         assert await unlimited.acquire(10**6) == 0

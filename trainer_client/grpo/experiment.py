@@ -1,7 +1,7 @@
 """The paper's RL experiment in small: SFT on a few labelled prompts, then GRPO on unlabelled ones.
 
 Data: training prompts are the scenario bank's *train* split rendered in the judge's train voices
-(``generate(scenario_split="train", voices=TRAIN_VOICES)``); held-out prompts are the benchmark's
+(``generate(scenario_split="train", voices=SPLIT_VOICES["train"])``); held-out prompts are the benchmark's
 synthetic split (test scenarios, benchmark voices). Policies (``ReplyPolicy``):
   * base: untrained (random initialisation);
   * SFT: maximum likelihood of the level-5 reply in its tone on ``label_fraction`` of the
@@ -29,10 +29,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from benchmark_client.generate import generate
+from benchmark_client.generate import SPLIT_VOICES, generate
 from benchmark_client.report import score_table
 from benchmark_client.results import ItemError, ItemResult
-from judge_service.judge.polytone.voices import TRAIN_VOICES
 from trainer_client.client import Pair, SyncJudgeClient
 from trainer_client.grpo.config import GRPOConfig
 from trainer_client.grpo.data import prompts_from_manifest
@@ -88,7 +87,7 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     train_manifest = generate(out_dir / "train-prompts", per_dimension=train_per_dimension, seed=config.seed,
-                              scenario_split="train", voices=TRAIN_VOICES, workers=workers, log=log)  # fmt: skip
+                              scenario_split="train", voices=SPLIT_VOICES["train"], workers=workers, log=log)  # fmt: skip
     heldout_manifest = generate(out_dir / "heldout-prompts", per_dimension=eval_per_dimension, seed=config.seed,
                                 workers=workers, log=log)  # fmt: skip
     train, heldout = prompts_from_manifest(train_manifest), prompts_from_manifest(heldout_manifest)

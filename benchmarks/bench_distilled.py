@@ -1,14 +1,15 @@
 """Distilled reward model vs its teacher, in the same run on the same batches.
 
     .venv/bin/python benchmarks/bench_distilled.py --results RUN.json [RUN.json ...] [--pairs 480]
-        [--model judge_service/models/distilled] [--pairs-per-batch 16]
+        [--model judge_service/models/distilled] [--pairs-per-batch 16] [--pair-set NAME]
 
 Takes scored pairs from ParaS2SBench results (held-out prompts), decodes them once, and runs the
 same batches (``--pairs-per-batch`` pairs, as the service forms them) through the teacher (the
 multi-stage judge named in the distilled model's config) and through the ``paras2s-distilled``
 backend, in-process (no HTTP: the backends' own cost). Prints pairs/s of both, the speed-up, and
 the student's Pearson correlation with the teacher on exactly these pairs; appends a row with
-provenance to ``benchmarks/results/distilled.csv``.
+provenance and ``--pair-set`` (which pairs: Pearson depends on them far more than speed does) to
+``benchmarks/results/distilled.csv``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> int:
     parser.add_argument("--pairs-per-batch", type=int, default=16)
     parser.add_argument("--model", default=str(default_distilled_model_path()))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pair-set", default="paras2sbench runs, 6 systems",
+                        help="what the pairs are, for the results table")
     args = parser.parse_args()
 
     rows = []
@@ -72,19 +75,28 @@ def main() -> int:
         print(f"| {name if name == 'distilled' else teacher_name} | {seconds[name]:.1f} | {len(rows) / seconds[name]:.1f} |")
     print(f"\nspeed-up {speedup:.1f}x; Pearson(student, teacher) on these pairs {pearson:.3f}")
     meta = provenance()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not RESULTS.exists()
-    with RESULTS.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*meta, "teacher", "student_version", "pairs", "pairs_per_batch",
-                                                    "teacher_s", "distilled_s", "speedup", "pearson"])
-        if new_file:
-            writer.writeheader()
-        writer.writerow({**meta, "teacher": teacher_name, "student_version": student.info.version, "pairs": len(rows),
-                         "pairs_per_batch": args.pairs_per_batch, "teacher_s": round(seconds["teacher"], 2),
-                         "distilled_s": round(seconds["distilled"], 3), "speedup": round(speedup, 1),
-                         "pearson": round(pearson, 4)})  # fmt: skip
+    row = {**meta, "teacher": teacher_name, "student_version": student.info.version, "pairs": len(rows),
+           "pair_set": args.pair_set, "pairs_per_batch": args.pairs_per_batch, "teacher_s": round(seconds["teacher"], 2),
+           "distilled_s": round(seconds["distilled"], 3), "speedup": round(speedup, 1), "pearson": round(pearson, 4)}  # fmt: skip
+    append_row(row)
     print(f"appended to {RESULTS}")
     return 0
+
+
+def append_row(row: dict) -> None:
+    """Append to ``RESULTS``; rows written before the ``pair_set`` column existed were all on
+    the benchmark's runs of its 6 systems, and are rewritten with that value once."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old_rows = []
+    if RESULTS.exists():
+        with RESULTS.open(newline="") as handle:
+            old_rows = list(csv.DictReader(handle))
+    for old in old_rows:
+        old.setdefault("pair_set", "paras2sbench runs, 6 systems")
+    with RESULTS.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerows([*old_rows, row])
 
 
 if __name__ == "__main__":

@@ -84,19 +84,14 @@ def main() -> int:
 
 
 def append_row(row: dict) -> None:
-    """Append to ``RESULTS``; rows written before the ``pair_set`` column existed were all on
-    the benchmark's runs of its 6 systems, and are rewritten with that value once."""
+    """Append to ``RESULTS`` (the header first when the file is new)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old_rows = []
-    if RESULTS.exists():
-        with RESULTS.open(newline="") as handle:
-            old_rows = list(csv.DictReader(handle))
-    for old in old_rows:
-        old.setdefault("pair_set", "paras2sbench runs, 6 systems")
-    with RESULTS.open("w", newline="") as handle:
+    new_file = not RESULTS.exists()
+    with RESULTS.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerows([*old_rows, row])
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
 
 
 if __name__ == "__main__":

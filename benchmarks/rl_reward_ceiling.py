@@ -5,7 +5,7 @@
 
 Without ``--judge-url`` the bundled service is started here (``JUDGE_*`` settings apply, e.g.
 ``JUDGE_BACKEND=paras2s-polytone``). For every held-out prompt of ``paras2s-train experiment``
-(the same generation and seed, so the same 200 prompts by default) the judge scores 19 answers:
+(``experiment.heldout_prompts``: the same 200 prompts by default) the judge scores 19 answers:
 
   * the labelled demonstration's words (level-5 reply for the true style) in each of the 10
     tones, one of which is the demonstration itself (its written tone): what SFT imitates;
@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from bench_service import provenance
-from benchmark_client.generate import generate
 from trainer_client.client import Pair, SyncJudgeClient
-from trainer_client.grpo.data import prompts_from_manifest
-from trainer_client.grpo.loop import Speaker
 from trainer_client.grpo.ceiling import markdown, probe_actions, summarise
+from trainer_client.grpo.experiment import heldout_prompts
+from trainer_client.grpo.loop import Speaker
 from trainer_client.grpo.policy import response_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,11 +49,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import time
-
     out = Path(args.out)
-    manifest = generate(out / "heldout-prompts", per_dimension=args.eval_per_dimension, seed=args.seed, log=lambda _: None)
-    prompts = prompts_from_manifest(manifest)
+    prompts = heldout_prompts(out, args.eval_per_dimension, args.seed, log=lambda _: None)
     actions = [probe_actions(p) for p in prompts]
     flat = [(p, a) for p, acts in zip(prompts, actions) for a in acts]
     print(f"{len(prompts)} prompts, {len(flat)} answers; rendering replies ...", file=sys.stderr, flush=True)

@@ -94,11 +94,11 @@ def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
             dynamics = [float(level.diff().abs().mean()), float(m.diff(dim=1).abs().mean())]
         else:
             dynamics = [0.0, 0.0]
-        prosody = measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)
         out[i] = np.concatenate([
             m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),
             [float(level.mean()), float(level.std(unbiased=False)), float(quantiles[0]), float(quantiles[1])],
-            dynamics, [np.log(max(clip.shape[0], 1) / 16_000.0)], prosody_vector(prosody),
+            dynamics, [np.log(max(clip.shape[0], 1) / 16_000.0)],
+            prosody_vector(measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)),
         ])  # fmt: skip
     return out
 

@@ -52,9 +52,8 @@ def summarise(prompts: list[Prompt], scores: list[list[float | None]]) -> dict:
     for p, row in zip(prompts, scores):
         label = f"{p.dimension}:{p.style}"
         by_level["true style, level 5"].append(row[NEUTRAL_TONE])
-        others = [c for c in range(len(p.candidates)) if c != p.gold().content]
-        for c, s in zip(others, row[len(TONES) :]):
-            cand = p.candidates[c]
+        for action, s in zip(probe_actions(p)[len(TONES) :], row[len(TONES) :]):
+            cand = p.candidates[action.content]
             by_level[f"{'true' if cand.style == label else 'contrast'} style, level {cand.level}"].append(s)
     return {
         "prompts": len(prompts),

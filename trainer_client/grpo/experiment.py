@@ -48,6 +48,14 @@ class DemonstrationPolicy:
         return [p.gold() for p in prompts]
 
 
+def heldout_prompts(out_dir: Path, per_dimension: int, seed: int, *, workers: int | None = None,
+                    log: Callable[[str], None] = print) -> list[Prompt]:
+    """The held-out prompts: the benchmark's synthetic split (test scenarios, benchmark voices),
+    rendered once under ``out_dir / "heldout-prompts"``."""
+    return prompts_from_manifest(generate(out_dir / "heldout-prompts", per_dimension=per_dimension, seed=seed,
+                                          workers=workers, log=log))  # fmt: skip
+
+
 def evaluate(policy: ReplyPolicy | DemonstrationPolicy, prompts: Sequence[Prompt], client: SyncJudgeClient,
              speaker: Speaker) -> list[ItemResult]:  # fmt: skip
     """Greedy answers to every prompt, scored by the judge, as benchmark item results."""
@@ -88,9 +96,8 @@ def run_experiment(
     started = time.monotonic()
     train_manifest = generate(out_dir / "train-prompts", per_dimension=train_per_dimension, seed=config.seed,
                               scenario_split="train", voices=SPLIT_VOICES["train"], workers=workers, log=log)  # fmt: skip
-    heldout_manifest = generate(out_dir / "heldout-prompts", per_dimension=eval_per_dimension, seed=config.seed,
-                                workers=workers, log=log)  # fmt: skip
-    train, heldout = prompts_from_manifest(train_manifest), prompts_from_manifest(heldout_manifest)
+    train = prompts_from_manifest(train_manifest)
+    heldout = heldout_prompts(out_dir, eval_per_dimension, config.seed, workers=workers, log=log)
     features = QueryFeatures()
     features.fit([p.audio_path for p in train])
     input_dim = features([train[0]]).shape[1]

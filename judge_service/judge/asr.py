@@ -26,12 +26,13 @@ from faster_whisper.tokenizer import Tokenizer
 FRAMES_PER_SECOND = 100
 MAX_WINDOW_FRAMES = 3000
 """Whisper's context: 30 s of 10 ms frames."""
+MAX_DECODER_POSITIONS = 448
+"""Whisper's text context: prompt and generated tokens together."""
 MAX_TOKENS_PER_SECOND = 10
 TOKEN_MARGIN = 10
 """A chunk's text is cut at ``TOKEN_MARGIN + MAX_TOKENS_PER_SECOND x its duration`` tokens;
-fluent English is 3-5 tokens/s, so this only cuts Whisper's repetition loops short. The
-batch decodes up to the largest limit in it, and each chunk is then cut to its own limit:
-greedy decoding is causal, so a chunk's text never depends on its neighbours."""
+fluent English is 3-5 tokens/s, so this only cuts Whisper's repetition loops short. How a
+chunk's text stays independent of its neighbours is in ``WhisperTranscriber._decode``."""
 NO_SPEECH_PROB_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 """Whisper's own rule: a window whose no-speech probability is above 0.6 and whose mean token
@@ -97,8 +98,46 @@ class WhisperTranscriber:
         )
         self._prompt = list(self._tokenizer.sot_sequence) + [self._tokenizer.no_timestamps]
         self.n_mels = int(self._model.n_mels)
-        self._d_model = int(self._encode(np.zeros((1, self.n_mels, 200), np.float32)).shape[-1])
+        probe = self._encode(np.zeros((1, self.n_mels, 200), np.float32))
+        self._d_model = int(probe.shape[-1])
+        self._halves_max_length = self._measure_max_length_rule(probe)
+        self.max_new_tokens = self._new_tokens(MAX_DECODER_POSITIONS)
         self.window_step_frames = int(round(min_window_s * FRAMES_PER_SECOND))
+
+    def _measure_max_length_rule(self, encoded: np.ndarray) -> bool:
+        """Whether this CTranslate2 gives ``max_length // 2`` new tokens (4.x: it caps the
+        decode at ``min(max_length // 2, max_length - len(prompt))``, OpenAI's 224-token
+        sample length) or ``max_length - len(prompt)``. Measured once, end-of-text suppressed
+        so the decode runs to its cap, because a version may change it (CTranslate2 #2074)."""
+        max_length = 64
+        output = self._model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
+            [self._prompt],
+            beam_size=1,
+            max_length=max_length,
+            suppress_tokens=[-1, self._tokenizer.eot],
+        )[0]
+        generated = len(output.sequences_ids[0])
+        if generated == max_length // 2:
+            return True
+        if generated == max_length - len(self._prompt):
+            return False
+        raise RuntimeError(f"CTranslate2 decoded {generated} tokens for max_length={max_length}; unknown rule")
+
+    def _new_tokens(self, max_length: int) -> int:
+        """How many tokens a decode with this ``max_length`` can produce."""
+        if self._halves_max_length:
+            return min(max_length // 2, max_length - len(self._prompt))
+        return max_length - len(self._prompt)
+
+    def _max_length_for(self, new_tokens: int) -> int:
+        """The smallest ``max_length`` that lets the decode produce ``new_tokens`` tokens."""
+        max_length = len(self._prompt) + new_tokens
+        while self._new_tokens(max_length) < new_tokens:
+            max_length += 1
+        if max_length > MAX_DECODER_POSITIONS:
+            raise ValueError(f"{new_tokens} new tokens do not fit Whisper's decoder")
+        return max_length
 
     def window_frames(self, num_frames: int) -> int:
         """Encoder window for a chunk of ``num_frames``: next multiple of the step, <= 3000."""
@@ -149,29 +188,49 @@ class WhisperTranscriber:
                 chunks.append((clip_index, window, part.shape[1], token_limit))
         return chunks
 
-    def _decode(self, encoded: np.ndarray, token_limits: list[int]) -> list[tuple[str, float, float, int]]:
-        """Greedy decoding of encoder states (batch, positions, d_model)."""
-        max_length = min(448, len(self._prompt) + max(token_limits))
-        outputs = self._model.generate(
+    def _generate(self, encoded: np.ndarray, new_tokens: int) -> list:
+        """Greedy decodes of encoder states (batch, positions, d_model), up to ``new_tokens``."""
+        return self._model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
             [self._prompt] * encoded.shape[0],
             beam_size=1,
-            max_length=max_length,
+            max_length=self._max_length_for(new_tokens),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
         )
+
+    def _text_tokens(self, output) -> list[int]:
+        return [t for t in output.sequences_ids[0] if t < self._tokenizer.eot]
+
+    def _decode(self, encoded: np.ndarray, token_limits: list[int]) -> list[tuple[str, float, float, int]]:
+        """Greedy decoding of encoder states (batch, positions, d_model), each chunk cut at its
+        own token limit (capped at what the decoder can produce, less one).
+
+        What a chunk decodes to depends on that chunk alone. The batch decodes up to one
+        token past its largest limit: a chunk that ends before its own limit ended on its own
+        (greedy decoding is causal), whatever its neighbours. A chunk that reaches its limit is
+        a loop, and how far it ran (hence its mean log-probability) would depend on the
+        batch's largest limit; it is decoded again with its own limit + 1 as the depth, among
+        the chunks of the same limit, so its text, cut and score are what it gets alone."""
+        limits = [min(limit, self.max_new_tokens - 1) for limit in token_limits]
+        outputs = list(self._generate(encoded, max(limits) + 1))
+        cut = [len(self._text_tokens(o)) > limit for o, limit in zip(outputs, limits)]
+        for limit in sorted({limit for limit, c in zip(limits, cut) if c}):
+            rows = [i for i, (l, c) in enumerate(zip(limits, cut)) if c and l == limit]
+            if limit == max(limits):
+                continue  # the batch already decoded these to their own depth
+            for row, output in zip(rows, self._generate(encoded[rows], limit + 1)):
+                outputs[row] = output
         decoded = []
-        for output, token_limit in zip(outputs, token_limits):
-            tokens = [t for t in output.sequences_ids[0] if t < self._tokenizer.eot]
-            cut = len(tokens) > token_limit
-            tokens = tokens[:token_limit]
+        for output, limit, was_cut in zip(outputs, limits, cut):
+            tokens = self._text_tokens(output)[:limit]
             text = self._tokenizer.decode(tokens).strip()
             avg_logprob = float(output.scores[0]) if output.scores else 0.0
             no_speech = float(output.no_speech_prob)
-            # A cut (looping) chunk's mean log-probability depends on how far the batch
-            # decoded, so its silence test uses the no-speech probability alone.
-            low_confidence = cut or avg_logprob < LOGPROB_THRESHOLD
+            # A cut chunk is a repetition loop, never a confident transcript, so its silence
+            # test uses the no-speech probability alone.
+            low_confidence = was_cut or avg_logprob < LOGPROB_THRESHOLD
             if no_speech > NO_SPEECH_PROB_THRESHOLD and low_confidence:
                 text = ""
             decoded.append((text, no_speech, avg_logprob, len(tokens)))

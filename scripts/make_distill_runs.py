@@ -7,13 +7,14 @@
    judge's training voices (4 dimensions x ``--per-dimension`` texts x 2 styles), never the
    benchmark's test scenarios or voices, so the distilled model's held-out agreement is honest.
 2. One judge service (the teacher, ``--backend``, cache off) scores every reference system's
-   replies to those queries: ``OUT/runs/<system>.json``.
+   replies to those queries: ``OUT/runs-<backend>/<system>.json``. Another teacher reuses the
+   rendered queries and replies and scores them again, beside the first one's runs.
 
 The held-out pairs are the benchmark's own runs (``benchmarks/bench_paras2sbench.py`` writes
 them to ``.cache/bench-synthetic/runs-<backend>/``). Then::
 
     paras2s-judge distill \\
-        --train OUT/runs/{topline,neutral_tone,tone_deaf_cascade,mismatched,reversed,silence}.json \\
+        --train OUT/runs-paras2s-baseline/{topline,neutral_tone,tone_deaf_cascade,mismatched,reversed,silence}.json \\
         --eval .cache/bench-synthetic/runs-paras2s-baseline/{topline,neutral_tone,tone_deaf_cascade,mismatched,reversed,silence}.json \\
         --out judge_service/models/distilled
 
@@ -51,7 +52,7 @@ def main() -> int:
     with RunningServer(env=env) as server:
         for name in args.systems.split(","):
             system = make_system(name, cache_dir=out / "reference_replies")
-            doc = run_benchmark(manifest, system, out / "runs" / f"{name}.json", judge_url=server.url,
+            doc = run_benchmark(manifest, system, out / f"runs-{args.backend}" / f"{name}.json", judge_url=server.url,
                                 restart=False, progress=False, log=log)  # fmt: skip
             log(f"[distill-runs] {name}: {doc['counts']['items']} pairs, overall {doc['table']['overall']['mean']:.3f}")
     return 0

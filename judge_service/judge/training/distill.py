@@ -72,12 +72,16 @@ def agreement(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path, *, epochs: int = 600, seed: int = 0,
             architecture: str = "towers", clip_inputs: str = "summary", hidden: int = 256, clip_embedding: int = 64,
-            speaking_rate: str = "nuclei", log: Callable[[str], None] = print) -> dict:  # fmt: skip
+            speaking_rate: str = "nuclei", feature_cache: dict[str, np.ndarray] | None = None,
+            log: Callable[[str], None] = print) -> dict:  # fmt: skip
+    """Train a student on ``train_runs``, measure it on ``eval_runs``, write it to ``out_dir``;
+    returns the metrics. ``feature_cache`` (audio path -> clip features for this
+    ``speaking_rate``) is filled and reused, so several students can share one feature pass."""
     train_rows, teacher = _pairs(train_runs)
     eval_rows, eval_teacher = _pairs(eval_runs)
     if eval_teacher != teacher:
         raise ValueError(f"eval runs were scored by {eval_teacher}, training runs by {teacher}")
-    cache: dict[str, np.ndarray] = {}
+    cache: dict[str, np.ndarray] = {} if feature_cache is None else feature_cache
     x_train = torch.from_numpy(_features(train_rows, cache, speaking_rate))
     y_train = torch.tensor([s for _, _, s, _ in train_rows], dtype=torch.float32)
     x_eval = torch.from_numpy(_features(eval_rows, cache, speaking_rate))

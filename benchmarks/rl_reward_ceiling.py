@@ -86,7 +86,8 @@ def main() -> int:
               "unscored": sum(r.score is None for r in results), "summary": summarise(prompts, scores),
               "provenance": provenance()}  # fmt: skip
     if args.pairs_out is not None:
-        items = [{"id": r.id, "query_audio": str(p.audio_path), "response_audio": str(path), "score": r.score}
+        items = [{"id": r.id, "query_audio": str(p.audio_path), "response_audio": str(path), "score": r.score,
+                  "error": None if r.error is None else {"type": r.error.type, "message": r.error.message}}
                  for (p, _), path, r in zip(flat, paths, results)]  # fmt: skip
         run = {"system": "rl-probe", "judge": {"name": info.name, "version": info.version}, "provenance": provenance()}
         args.pairs_out.parent.mkdir(parents=True, exist_ok=True)

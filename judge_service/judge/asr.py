@@ -110,6 +110,16 @@ class WhisperTranscriber:
         sample length) or ``max_length - len(prompt)``. Measured once, end-of-text suppressed
         so the decode runs to its cap, because a version may change it (CTranslate2 #2074)."""
         max_length = 64
+        generated = self._decode_to_cap(encoded, max_length)
+        if generated == max_length // 2:
+            return True
+        if generated == max_length - len(self._prompt):
+            return False
+        raise RuntimeError(f"CTranslate2 decoded {generated} tokens for max_length={max_length}; unknown rule")
+
+    def _decode_to_cap(self, encoded: np.ndarray, max_length: int) -> int:
+        """Tokens a greedy decode of one chunk's encoder states ``(1, positions, d_model)``
+        produces with ``max_length`` when end-of-text is suppressed: the decode's cap."""
         output = self._model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
             [self._prompt],
@@ -117,12 +127,7 @@ class WhisperTranscriber:
             max_length=max_length,
             suppress_tokens=[-1, self._tokenizer.eot],
         )[0]
-        generated = len(output.sequences_ids[0])
-        if generated == max_length // 2:
-            return True
-        if generated == max_length - len(self._prompt):
-            return False
-        raise RuntimeError(f"CTranslate2 decoded {generated} tokens for max_length={max_length}; unknown rule")
+        return len(output.sequences_ids[0])
 
     def _new_tokens(self, max_length: int) -> int:
         """How many tokens a decode with this ``max_length`` can produce."""
@@ -133,8 +138,8 @@ class WhisperTranscriber:
     def _max_length_for(self, new_tokens: int) -> int:
         """The smallest ``max_length`` that lets the decode produce ``new_tokens`` tokens."""
         max_length = len(self._prompt) + new_tokens
-        while self._new_tokens(max_length) < new_tokens:
-            max_length += 1
+        if self._halves_max_length:
+            max_length = max(max_length, 2 * new_tokens)
         if max_length > MAX_DECODER_POSITIONS:
             raise ValueError(f"{new_tokens} new tokens do not fit Whisper's decoder")
         return max_length
@@ -216,10 +221,9 @@ class WhisperTranscriber:
         limits = [min(limit, self.max_new_tokens - 1) for limit in token_limits]
         outputs = list(self._generate(encoded, max(limits) + 1))
         cut = [len(self._text_tokens(o)) > limit for o, limit in zip(outputs, limits)]
-        for limit in sorted({limit for limit, c in zip(limits, cut) if c}):
+        # Chunks cut at the batch's largest limit were already decoded to their own depth.
+        for limit in sorted({limit for limit, c in zip(limits, cut) if c} - {max(limits)}):
             rows = [i for i, (l, c) in enumerate(zip(limits, cut)) if c and l == limit]
-            if limit == max(limits):
-                continue  # the batch already decoded these to their own depth
             for row, output in zip(rows, self._generate(encoded[rows], limit + 1)):
                 outputs[row] = output
         decoded = []

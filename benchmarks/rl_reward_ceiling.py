@@ -89,7 +89,7 @@ def main() -> int:
         items = [{"id": r.id, "query_audio": str(p.audio_path), "response_audio": str(path), "score": r.score,
                   "error": None if r.error is None else {"type": r.error.type, "message": r.error.message}}
                  for (p, _), path, r in zip(flat, paths, results)]  # fmt: skip
-        run = {"system": "rl-probe", "judge": {"name": info.name, "version": info.version}, "provenance": provenance()}
+        run = {"system": "rl-probe", "judge": report["judge"], "provenance": report["provenance"]}
         args.pairs_out.parent.mkdir(parents=True, exist_ok=True)
         args.pairs_out.write_text(json.dumps({"run": run, "items": items}, indent=1) + "\n")
     RESULTS.mkdir(exist_ok=True)

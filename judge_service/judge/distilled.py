@@ -49,6 +49,7 @@ inherits every bias of the teacher. Weights load from safetensors only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,8 +92,9 @@ def default_distilled_model_path() -> Path:
     return Path(str(resources.files("judge_service") / "models" / "distilled"))
 
 
+@functools.cache
 def vowel_band_bins(n_mels: int = N_MELS) -> np.ndarray:
-    """Indices of the mel bins whose peak lies in ``VOWEL_BAND_HZ``."""
+    """Indices of the mel bins whose peak lies in ``VOWEL_BAND_HZ`` (computed once per size)."""
     from judge_service.features.reference import mel_filters
 
     peak_hz = mel_filters(n_mels).argmax(dim=1).numpy() * 16_000 / 400  # 400-point FFT: 40 Hz bins
@@ -139,7 +141,7 @@ def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> n
     if not clips:
         return out
     from judge_service.judge.analysers import PROSODY_FEATURES, prosody_vector
-    from judge_service.judge.prosody import measure_prosody
+    from judge_service.judge.prosody import measure_prosody, syllable_rate
 
     assert len(PROSODY_FEATURES) == N_PROSODY
     mel, frames = log_mel_spectrogram([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clips],
@@ -154,10 +156,10 @@ def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> n
             dynamics = [0.0, 0.0]
         prosody = measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)
         nuclei = syllable_nuclei(m.numpy()) if speaking_rate == "nuclei" else 0
-        if nuclei and prosody.speech_duration_s > 0:
-            # The teacher's rule (``measure_prosody``) with nuclei for syllables; no nuclei
-            # stays missing, as an empty transcript does for the teacher.
-            rate = nuclei / max(prosody.speech_duration_s, 0.1)
+        if nuclei:
+            # The teacher's rule with nuclei for syllables; no nuclei stays missing, as an
+            # empty transcript does for the teacher.
+            rate = syllable_rate(nuclei, prosody.speech_duration_s)
             prosody = dataclasses.replace(prosody, speaking_rate_syllables_per_s=rate)
         out[i] = np.concatenate([
             m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),

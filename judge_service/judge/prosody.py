@@ -207,6 +207,13 @@ def count_syllables(text: str) -> int:
     return total
 
 
+def syllable_rate(syllables: int, speech_duration_s: float) -> float | None:
+    """Syllables per speech second (at least 0.1 s of speech assumed); ``None`` without speech."""
+    if speech_duration_s <= 0:
+        return None
+    return syllables / max(speech_duration_s, 0.1)
+
+
 def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
     """Prosody of a mono 16 kHz float32 clip ``(num_samples,)``; ``transcript`` gives the rate."""
     x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
@@ -233,9 +240,7 @@ def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
         f0_stats = dict.fromkeys(
             ("f0_median_hz", "f0_p5_hz", "f0_p95_hz", "f0_range_semitones", "f0_std_semitones")
         )
-    rate = None
-    if transcript and speech_duration_s > 0:
-        rate = count_syllables(transcript) / max(speech_duration_s, 0.1)
+    rate = syllable_rate(count_syllables(transcript), speech_duration_s) if transcript else None
     # Mean power over active frames, in dB (not the mean of dB values).
     energy_dbfs = float(10.0 * torch.log10(torch.mean(10.0 ** (active_db / 10.0))))
     return Prosody(

@@ -18,8 +18,8 @@ from judge_service.features import log_mel_spectrogram
 from judge_service.judge.analysers import PROSODY_FEATURES
 from judge_service.judge.prosody import count_syllables, measure_prosody
 
-RATE_COLUMN = 2 * N_MELS + 7 + PROSODY_FEATURES.index("speaking_rate_syllables_per_s")
-RATE_MISSING_COLUMN = 2 * N_MELS + 7 + PROSODY_FEATURES.index("rate_missing")
+RATE_COLUMN = LOG_DURATION_INDEX + 1 + PROSODY_FEATURES.index("speaking_rate_syllables_per_s")
+RATE_MISSING_COLUMN = LOG_DURATION_INDEX + 1 + PROSODY_FEATURES.index("rate_missing")
 from judge_service.judge.training.distill import agreement, distill
 from judge_service.testing import RunningServer, b64, voiced_clip, voiced_wav
 

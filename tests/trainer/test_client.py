@@ -98,6 +98,32 @@ def test_a_timed_out_attempt_is_retried_without_scoring_twice() -> None:
                 judge.score(_pairs(1, seed=60))
 
 
+def test_pairs_the_server_dropped_at_its_deadline_are_resent() -> None:
+    """A bulk call fills the server's queue; where the server drains it slower than its request
+    deadline, the tail comes back ``deadline_exceeded``, unscored, and the client resends it."""
+    env = {**FAKE, "JUDGE_FAKE_BACKEND_DELAY_MS": "200", "JUDGE_MAX_BATCH_ITEMS": "4", "JUDGE_REQUEST_TIMEOUT_S": "1.5",
+           "JUDGE_MAX_ITEMS_PER_REQUEST": "4", "JUDGE_MAX_GROUP_SIZE": "4"}  # fmt: skip
+
+    def groups(seed: int) -> list:
+        return [(voiced_wav(0.5, seed=seed + 100 * g), [voiced_wav(0.4, seed=seed + 100 * g + 1 + k) for k in range(8)])
+                for g in range(6)]  # fmt: skip
+
+    with RunningServer(env) as server:
+        with SyncJudgeClient(server.url, max_retries=0) as judge:  # what the server does to a bulk call
+            once = judge.score(_pairs(40, seed=700))
+            once_groups = judge.score_groups(groups(2000))
+        for results in (once, [s for g in once_groups for s in g.scores]):
+            dropped = [s for s in results if s.error is not None]
+            assert dropped and {s.error.type for s in dropped} == {"deadline_exceeded"}
+        with SyncJudgeClient(server.url, backoff_s=0.05) as judge:
+            scores = judge.score(_pairs(40, seed=800))
+            scored_groups = judge.score_groups(groups(4000))
+        assert [s.id for s in scores] == [f"p{k}" for k in range(40)] and all(s.score is not None for s in scores)
+        for group in scored_groups:
+            assert all(s.score is not None for s in group.scores)
+            assert (group.mean, group.std, group.advantages) == group_stats([s.score for s in group.scores])
+
+
 def test_429s_are_retried_after_retry_after() -> None:
     env = {**FAKE, "JUDGE_FAKE_BACKEND_DELAY_MS": "200", "JUDGE_MAX_QUEUE_ITEMS": "4", "JUDGE_MAX_GROUP_SIZE": "2",
            "JUDGE_MAX_BATCH_ITEMS": "2"}  # fmt: skip

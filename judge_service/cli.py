@@ -29,8 +29,9 @@ from judge_service.judge.labels import LABEL_SETS
 DISTILLED_ARCHITECTURES = ("flat", "towers")
 DISTILLED_CLIP_INPUTS = ("all", "summary")
 DISTILLED_SPEAKING_RATES = ("none", "nuclei")
-"""``judge.distilled.ARCHITECTURES``, ``CLIP_INPUTS`` and ``SPEAKING_RATES``, spelled out so the CLI starts without
-importing torch (a unit test keeps them equal)."""
+DISTILLED_PAIR_PRIORS = ("none", "baseline-tone")
+"""``judge.distilled.ARCHITECTURES``, ``CLIP_INPUTS``, ``SPEAKING_RATES`` and ``PAIR_PRIORS``, spelled out so the CLI
+starts without importing torch (a unit test keeps them equal)."""
 
 
 def _configure_logging(level: str) -> None:
@@ -163,8 +164,8 @@ def _distill(args: argparse.Namespace) -> int:
 
     distill([Path(p) for p in args.train], [Path(p) for p in args.eval], Path(args.out), epochs=args.epochs,
             seed=args.seed, architecture=args.architecture, clip_inputs=args.clip_inputs, hidden=args.hidden,
-            clip_embedding=args.clip_embedding, speaking_rate=args.speaking_rate,
-            log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+            clip_embedding=args.clip_embedding, speaking_rate=args.speaking_rate, pair_prior=args.pair_prior, members=args.members,
+            weight_decay=args.weight_decay, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     return 0
 
 
@@ -274,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--clip-embedding", type=int, default=64, help="towers: size of a clip's embedding (default 64)")
     distill.add_argument("--speaking-rate", choices=DISTILLED_SPEAKING_RATES, default="nuclei",
                          help="nuclei: syllable nuclei per speech second fill the rate slot (default); none: left missing")
+    distill.add_argument("--pair-prior", choices=DISTILLED_PAIR_PRIORS, default="none",
+                         help="baseline-tone: the baseline rubric's arousal and tone fit of the two clips join the pair "
+                              "inputs; none: not (default)")
+    distill.add_argument("--members", type=int, default=1,
+                         help="students in the ensemble, seeds SEED..SEED+MEMBERS-1; the model scores their mean (default 1)")
+    distill.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
     distill.set_defaults(func=_distill)
 
     evaluate = sub.add_parser("eval", help="measure the trained judge (JSON + Markdown)")

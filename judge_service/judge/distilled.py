@@ -28,6 +28,14 @@ Models (``architecture``; H = ``hidden``, E = ``clip_embedding``):
         product]. The teacher's own rubric is shaped this way (the same tone measure on both
         clips, then a comparison).
     Both end in 1 + 4 sigmoid, a score in [1, 5].
+``pair_prior="baseline-tone"`` (format 4) adds three unstandardised inputs to the pair head (or
+the flat MLP): the baseline rubric's query arousal, reply arousal and tone fit, computed by its
+own formula from the clips' measured prosody (``baseline_tone_terms``; nuclei stand in for the
+transcript's syllables). The tone fit is 0.6 of the baseline teacher's score, and an MLP that has
+to discover its |difference| and clipping from ~4,000 pairs whose relevance part it cannot see
+learns it only roughly. For another teacher it is one more acoustic input.
+``members`` (format 4): the model is an ensemble of that many students of this shape, each
+trained from its own seed and early-stopping split; it scores their mean.
 Measured on the 5,961 held-out benchmark pairs (unseen scenarios and voices), trained on 4,800
 pairs of the train split, both scored by the baseline judge after the ASR fix of
 ``judge/asr.py`` (long replies are no longer cut short), towers H=256/E=64 over summary inputs:
@@ -65,10 +73,11 @@ N_MELS = 80
 N_PROSODY = 12  # len(analysers.PROSODY_FEATURES), checked in clip_features
 CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1 + N_PROSODY
 LOG_DURATION_INDEX = 2 * N_MELS + 6
-DISTILLED_FORMAT = "paras2s-distilled/3"
-READABLE_FORMATS = ("paras2s-distilled/1", "paras2s-distilled/2", DISTILLED_FORMAT)
+DISTILLED_FORMAT = "paras2s-distilled/4"
+READABLE_FORMATS = ("paras2s-distilled/1", "paras2s-distilled/2", "paras2s-distilled/3", DISTILLED_FORMAT)
 """/1 had no ``architecture`` or ``clip_inputs``: it is ``flat`` over ``all``, the defaults; /1
-and /2 had no ``speaking_rate``: ``none``, the default."""
+and /2 had no ``speaking_rate``: ``none``, the default; /1 to /3 had one student and no
+``members``: 1, its weights named without the ``students.0.`` prefix."""
 SPEAKING_RATES = ("none", "nuclei")
 """What fills the prosody vector's speaking-rate slot: nothing (``rate_missing``), or
 ``syllable_nuclei`` per speech second."""
@@ -84,6 +93,11 @@ syllable rate on 300 rendered benchmark queries (0.91; 0.90 on another 300)."""
 ARCHITECTURES = ("flat", "towers")
 CLIP_INPUTS = {"all": range(0, CLIP_FEATURES), "summary": range(2 * N_MELS, CLIP_FEATURES)}
 """Which columns of a clip's ``clip_features`` row the model reads."""
+PAIR_PRIORS = ("none", "baseline-tone")
+"""Extra pair inputs: none, or the baseline rubric's tone terms measured on the two clips
+(``baseline_tone_terms``): the query's and the reply's arousal and the tone fit."""
+PROSODY_START = LOG_DURATION_INDEX + 1
+"""Where ``prosody_vector`` begins in a clip's feature row."""
 
 
 def default_distilled_model_path() -> Path:
@@ -169,6 +183,36 @@ def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> n
     return out
 
 
+def baseline_tone_terms(query: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """The ``paras2s-baseline`` rubric's tone terms from two batches of raw clip features
+    ``(n, CLIP_FEATURES)``: ``(n, 3)`` [query arousal, reply arousal, tone fit], by the rubric's
+    own formula (``baseline.arousal_from_prosody``, ``score_pair`` with no known emotion: the
+    target is ``MIRROR_FRACTION`` x the query's arousal). The prosody is the student's, so the
+    rate slot holds what ``clip_features`` put there (nuclei for the teacher's transcript
+    syllables); a missing F0 spread or rate is left out of the mean, as the teacher does.
+    ``tests/unit/test_distilled.py`` checks it against ``arousal_from_prosody`` itself."""
+    from judge_service.judge import baseline
+    from judge_service.judge.analysers import PROSODY_FEATURES
+
+    def arousal(x: torch.Tensor) -> torch.Tensor:
+        column = {name: x[:, PROSODY_START + k] for k, name in enumerate(PROSODY_FEATURES)}
+        cues = [
+            ((column["f0_std_semitones"] - baseline.F0_STD_SEMITONES_NORM[0]) / baseline.F0_STD_SEMITONES_NORM[1],
+             column["f0_missing"] < 0.5),
+            ((column["energy_dbfs"] - baseline.ENERGY_DBFS_NORM[0]) / baseline.ENERGY_DBFS_NORM[1],
+             torch.ones_like(column["energy_dbfs"], dtype=torch.bool)),
+            ((column["speaking_rate_syllables_per_s"] - baseline.RATE_SYLLABLES_PER_S_NORM[0])
+             / baseline.RATE_SYLLABLES_PER_S_NORM[1], column["rate_missing"] < 0.5),
+        ]  # fmt: skip
+        total = sum(torch.where(present, z, torch.zeros_like(z)) for z, present in cues)
+        count = sum(present.to(x.dtype) for _, present in cues)
+        return torch.clamp(total / count / 2.0, -1.0, 1.0)
+
+    query_arousal, reply_arousal = arousal(query), arousal(response)
+    tone_fit = torch.clamp(1.0 - (reply_arousal - baseline.MIRROR_FRACTION * query_arousal).abs(), 0.0, 1.0)
+    return torch.stack([query_arousal, reply_arousal, tone_fit], dim=1)
+
+
 @dataclass(frozen=True)
 class DistilledConfig:
     teacher_name: str
@@ -180,6 +224,11 @@ class DistilledConfig:
     """``towers`` only: size of a clip's embedding."""
     speaking_rate: str = "none"
     """One of ``SPEAKING_RATES``: how ``clip_features`` fills the rate slot for this model."""
+    pair_prior: str = "none"
+    """One of ``PAIR_PRIORS``: extra inputs of the pair head (``flat``: of the MLP)."""
+    members: int = 1
+    """Students of this shape, each trained from its own seed and early-stopping split; the
+    model's score is their mean (an ensemble averages away part of each one's fitting noise)."""
     format: str = DISTILLED_FORMAT
 
     def __post_init__(self) -> None:
@@ -189,35 +238,63 @@ class DistilledConfig:
             raise ValueError(f"clip_inputs {self.clip_inputs!r}: one of {', '.join(CLIP_INPUTS)}")
         if self.speaking_rate not in SPEAKING_RATES:
             raise ValueError(f"speaking_rate {self.speaking_rate!r}: one of {', '.join(SPEAKING_RATES)}")
+        if self.pair_prior not in PAIR_PRIORS:
+            raise ValueError(f"pair_prior {self.pair_prior!r}: one of {', '.join(PAIR_PRIORS)}")
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, got {self.members}")
+
+
+class DistilledStudent(nn.Module):
+    """One student: the standardised query and response columns, each ``(n, n_inputs)``, and the
+    pair prior ``(n, n_prior)`` -> logits ``(n,)``; see the module docstring for the two
+    architectures (the prior joins the pair head's inputs, or the flat MLP's)."""
+
+    def __init__(self, config: DistilledConfig, n_inputs: int, n_prior: int) -> None:
+        super().__init__()
+        self.architecture = config.architecture
+        h, e, n = config.hidden, config.clip_embedding, n_inputs
+        if config.architecture == "flat":
+            self.net = nn.Sequential(nn.Linear(2 * n + n_prior, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
+        else:
+            self.clip_tower = nn.Sequential(nn.Linear(n, h), nn.GELU(), nn.Linear(h, e))
+            self.pair_head = nn.Sequential(nn.Linear(3 * e + n_prior, h), nn.GELU(), nn.Linear(h, 1))
+
+    def forward(self, query: torch.Tensor, response: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        if self.architecture == "flat":
+            return self.net(torch.cat([query, response, prior], dim=1))[:, 0]
+        q, r = self.clip_tower(query), self.clip_tower(response)
+        return self.pair_head(torch.cat([q, r, q * r, prior], dim=1))[:, 0]
 
 
 class DistilledRewardModel(nn.Module):
     def __init__(self, config: DistilledConfig) -> None:
         super().__init__()
         self.config = config
-        h, e = config.hidden, config.clip_embedding
         columns = list(CLIP_INPUTS[config.clip_inputs])
         self.register_buffer("clip_columns", torch.tensor(columns, dtype=torch.long), persistent=False)
-        n = len(columns)
-        if config.architecture == "flat":
-            self.net = nn.Sequential(nn.Linear(2 * n, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
-        else:
-            self.clip_tower = nn.Sequential(nn.Linear(n, h), nn.GELU(), nn.Linear(h, e))
-            self.pair_head = nn.Sequential(nn.Linear(3 * e, h), nn.GELU(), nn.Linear(h, 1))
+        n_prior = 3 if config.pair_prior == "baseline-tone" else 0
+        self.students = nn.ModuleList(DistilledStudent(config, len(columns), n_prior) for _ in range(config.members))
         self.register_buffer("input_mean", torch.zeros(2 * CLIP_FEATURES))
         self.register_buffer("input_std", torch.ones(2 * CLIP_FEATURES))
 
-    def forward(self, pair_features: torch.Tensor) -> torch.Tensor:
-        """``(n, 2 * CLIP_FEATURES)`` [query clip features, response clip features] -> scores
-        ``(n,)`` in [1, 5]."""
+    def student_inputs(self, pair_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(n, 2 * CLIP_FEATURES)`` [query clip features, response clip features] -> what every
+        student reads: the standardised query and response columns, each ``(n, len(clip_columns))``,
+        and the pair prior ``(n, 3)`` (``(n, 0)`` without one)."""
         x = (pair_features - self.input_mean) / self.input_std
-        query, response = x[:, self.clip_columns], x[:, CLIP_FEATURES + self.clip_columns]
-        if self.config.architecture == "flat":
-            z = self.net(torch.cat([query, response], dim=1))[:, 0]
+        if self.config.pair_prior == "baseline-tone":
+            prior = baseline_tone_terms(pair_features[:, :CLIP_FEATURES], pair_features[:, CLIP_FEATURES:])
         else:
-            q, r = self.clip_tower(query), self.clip_tower(response)
-            z = self.pair_head(torch.cat([q, r, q * r], dim=1))[:, 0]
-        return 1.0 + 4.0 * torch.sigmoid(z)
+            prior = pair_features.new_zeros((pair_features.shape[0], 0))
+        return x[:, self.clip_columns], x[:, CLIP_FEATURES + self.clip_columns], prior
+
+    def student_scores(self, k: int, pair_features: torch.Tensor) -> torch.Tensor:
+        """Student ``k``'s scores ``(n,)`` in [1, 5] (training fits one student at a time)."""
+        return 1.0 + 4.0 * torch.sigmoid(self.students[k](*self.student_inputs(pair_features)))
+
+    def forward(self, pair_features: torch.Tensor) -> torch.Tensor:
+        """``(n, 2 * CLIP_FEATURES)`` -> scores ``(n,)`` in [1, 5]: the mean of the students' scores."""
+        return torch.stack([self.student_scores(k, pair_features) for k in range(len(self.students))]).mean(dim=0)
 
     def save(self, folder: Path, metrics: dict | None = None) -> None:
         from safetensors.torch import save_file
@@ -236,7 +313,10 @@ class DistilledRewardModel(nn.Module):
         if config.format not in READABLE_FORMATS:
             raise ValueError(f"{folder}: format {config.format!r}, this code reads {', '.join(map(repr, READABLE_FORMATS))}")
         model = cls(config)
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        state = load_file(str(folder / "model.safetensors"))
+        if config.format in READABLE_FORMATS[:3]:  # one student, its weights at the top level
+            state = {k if k.startswith("input_") else f"students.0.{k}": v for k, v in state.items()}
+        model.load_state_dict(state)
         model.eval()
         return model
 

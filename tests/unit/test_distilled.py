@@ -3,6 +3,7 @@ served over real HTTP."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 from judge_service.judge.distilled import (
-    CLIP_FEATURES, LOG_DURATION_INDEX, N_MELS, DistilledConfig, DistilledRewardModel, clip_features, syllable_nuclei,
+    CLIP_FEATURES, LOG_DURATION_INDEX, N_MELS, DistilledConfig, DistilledRewardModel, baseline_tone_terms, clip_features,
+    syllable_nuclei,
 )
 from judge_service.features import log_mel_spectrogram
 from judge_service.judge.analysers import PROSODY_FEATURES
@@ -81,6 +83,36 @@ def test_syllable_nuclei_track_the_syllables_of_real_speech() -> None:
         assert abs(syllable_nuclei(_mel(samples)) - syllables) <= 0.25 * syllables, (name, text)
 
 
+def test_baseline_tone_terms_follow_the_baseline_rubric() -> None:
+    """The vectorised tone terms equal the baseline's own ``arousal_from_prosody`` and tone fit on
+    the student's prosody (nuclei rate), clip by clip, including clips with no F0 or no rate."""
+    from judge_service.judge import baseline
+    from judge_service.judge.prosody import syllable_rate
+
+    speech = [voiced_clip(d, f0_hz=f, seed=k, amplitude=a) for k, (d, f, a) in
+              enumerate([(1.5, 110, 0.05), (2.0, 230, 0.3), (0.8, 170, 0.6)])]  # fmt: skip
+    noise = np.random.default_rng(0).normal(0, 0.05, 16_000).astype(np.float32)  # no F0, some nuclei
+    clips = [*speech, noise, np.zeros(16_000, dtype=np.float32) + 1e-4 * speech[0][:16_000]]  # neither
+    features = clip_features(clips, "nuclei")
+    expected = []
+    for clip, row in zip(clips, features):
+        prosody = measure_prosody(clip, None)
+        mel, frames = log_mel_spectrogram([torch.from_numpy(clip)], n_mels=N_MELS)
+        nuclei = syllable_nuclei(mel[0, :, : int(frames[0])].numpy())
+        if nuclei:
+            prosody = dataclasses.replace(prosody, speaking_rate_syllables_per_s=syllable_rate(nuclei, prosody.speech_duration_s))
+        expected.append(baseline.arousal_from_prosody(prosody))
+    f0_missing = features[:, LOG_DURATION_INDEX + 1 + PROSODY_FEATURES.index("f0_missing")]
+    assert f0_missing.tolist() == [0, 0, 0, 1, 1] and features[:, RATE_MISSING_COLUMN].tolist() == [0, 0, 0, 0, 1]
+    x = torch.from_numpy(features)
+    for q in range(len(clips)):
+        terms = baseline_tone_terms(x[[q] * len(clips)], x).numpy()
+        np.testing.assert_allclose(terms[:, 0], expected[q], atol=1e-5)
+        np.testing.assert_allclose(terms[:, 1], expected, atol=1e-5)
+        fit = [min(1.0, max(0.0, 1.0 - abs(a - baseline.MIRROR_FRACTION * expected[q]))) for a in expected]
+        np.testing.assert_allclose(terms[:, 2], fit, atol=1e-5)
+
+
 @pytest.mark.parametrize(("architecture", "clip_inputs"), [("flat", "all"), ("towers", "summary"), ("towers", "all")])
 def test_save_load_round_trip(tmp_path: Path, architecture: str, clip_inputs: str) -> None:
     torch.manual_seed(0)
@@ -105,18 +137,56 @@ def test_summary_inputs_ignore_the_mel_statistics_and_towers_measure_both_clips_
     assert torch.equal(model(x), model(moved))
     # One tower for both sides: swapping the clips swaps their embeddings and nothing else.
     swapped = torch.cat([x[:, CLIP_FEATURES:], x[:, :CLIP_FEATURES]], dim=1)
-    q = model.clip_tower(((x - model.input_mean) / model.input_std)[:, model.clip_columns])
-    r = model.clip_tower(((swapped - model.input_mean) / model.input_std)[:, model.clip_columns])
+    q = model.students[0].clip_tower(((x - model.input_mean) / model.input_std)[:, model.clip_columns])
+    r = model.students[0].clip_tower(((swapped - model.input_mean) / model.input_std)[:, model.clip_columns])
     assert not torch.allclose(q, r)
-    assert torch.equal(model.clip_tower(((swapped - model.input_mean) / model.input_std)[:, CLIP_FEATURES + model.clip_columns]), q)
+    assert torch.equal(model.students[0].clip_tower(((swapped - model.input_mean) / model.input_std)[:, CLIP_FEATURES + model.clip_columns]), q)
+
+
+def _save_as_single_student_format(model: DistilledRewardModel, folder: Path, config: dict) -> None:
+    """Write ``model`` as formats /1 to /3 did: one student, its weights at the top level."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({k.removeprefix("students.0."): v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "model.safetensors"))  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_ensemble_scores_the_mean_of_its_students_and_round_trips(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    model = DistilledRewardModel(DistilledConfig("teacher", "v1", architecture="towers", clip_inputs="summary", members=3))
+    model.input_std.uniform_(0.5, 2.0)
+    x = torch.randn(5, 2 * CLIP_FEATURES)
+    with torch.no_grad():
+        each = torch.stack([model.student_scores(k, x) for k in range(3)])
+        assert each.std(dim=0).min() > 0  # the students differ
+        torch.testing.assert_close(model(x), each.mean(dim=0))
+        model.save(tmp_path / "m")
+        loaded = DistilledRewardModel.load(tmp_path / "m")
+        assert loaded.config.members == 3 and torch.equal(loaded(x), model(x))
+    with pytest.raises(ValueError, match="members"):
+        DistilledConfig("teacher", "v1", members=0)
+
+
+def test_format_3_single_students_load_as_one_member(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = DistilledRewardModel(DistilledConfig("teacher", "v1", architecture="towers", clip_inputs="summary",
+                                                 speaking_rate="nuclei"))  # fmt: skip
+    config = {"teacher_name": "teacher", "teacher_version": "v1", "hidden": 64, "architecture": "towers",
+              "clip_inputs": "summary", "clip_embedding": 16, "speaking_rate": "nuclei", "format": "paras2s-distilled/3"}
+    _save_as_single_student_format(model, tmp_path / "m", config)
+    loaded = DistilledRewardModel.load(tmp_path / "m")
+    assert loaded.config.members == 1
+    x = torch.randn(3, 2 * CLIP_FEATURES)
+    assert torch.equal(model(x), loaded(x))
 
 
 def test_format_1_models_still_load_as_flat_over_all_features(tmp_path: Path) -> None:
     torch.manual_seed(2)
     model = DistilledRewardModel(DistilledConfig("teacher", "v1"))
-    model.save(tmp_path / "m")
-    (tmp_path / "m" / "config.json").write_text(json.dumps(
-        {"teacher_name": "teacher", "teacher_version": "v1", "hidden": 64, "format": "paras2s-distilled/1"}))
+    _save_as_single_student_format(model, tmp_path / "m", {"teacher_name": "teacher", "teacher_version": "v1",
+                                                           "hidden": 64, "format": "paras2s-distilled/1"})  # fmt: skip
     loaded = DistilledRewardModel.load(tmp_path / "m")
     assert (loaded.config.architecture, loaded.config.clip_inputs, loaded.config.speaking_rate) == ("flat", "all", "none")
     x = torch.randn(3, 2 * CLIP_FEATURES)
@@ -126,11 +196,13 @@ def test_format_1_models_still_load_as_flat_over_all_features(tmp_path: Path) ->
 
 
 def test_cli_choices_match_the_model() -> None:
-    from judge_service.cli import DISTILLED_ARCHITECTURES, DISTILLED_CLIP_INPUTS, DISTILLED_SPEAKING_RATES
-    from judge_service.judge.distilled import ARCHITECTURES, CLIP_INPUTS, SPEAKING_RATES
+    from judge_service.cli import (
+        DISTILLED_ARCHITECTURES, DISTILLED_CLIP_INPUTS, DISTILLED_PAIR_PRIORS, DISTILLED_SPEAKING_RATES,
+    )
+    from judge_service.judge.distilled import ARCHITECTURES, CLIP_INPUTS, PAIR_PRIORS, SPEAKING_RATES
 
     assert DISTILLED_ARCHITECTURES == ARCHITECTURES and DISTILLED_CLIP_INPUTS == tuple(CLIP_INPUTS)
-    assert DISTILLED_SPEAKING_RATES == SPEAKING_RATES
+    assert DISTILLED_SPEAKING_RATES == SPEAKING_RATES and DISTILLED_PAIR_PRIORS == PAIR_PRIORS
 
 
 def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t") -> Path:
@@ -158,6 +230,21 @@ def test_distill_learns_its_teacher_and_refuses_mixed_teachers(tmp_path: Path, a
     assert metrics["eval"]["pearson"] > 0.9 and set(metrics["eval_by_system"]) == {"reversed"}
     assert DistilledRewardModel.load(tmp_path / "model").config.architecture == metrics["config"]["architecture"] == architecture
     assert (tmp_path / "model" / "metrics.json").is_file()
+
+
+def test_an_ensembles_first_student_is_the_single_student_of_its_seed(tmp_path: Path) -> None:
+    train = _results(tmp_path, "train", "topline", 40)
+    held_out = _results(tmp_path, "eval", "reversed", 20)
+    kwargs = dict(epochs=60, architecture="towers", clip_inputs="summary", hidden=32, clip_embedding=8, log=lambda _: None)
+    single = distill([train], [held_out], tmp_path / "one", members=1, **kwargs)
+    pair = distill([train], [held_out], tmp_path / "two", members=2, **kwargs)
+    one, two = DistilledRewardModel.load(tmp_path / "one"), DistilledRewardModel.load(tmp_path / "two")
+    assert two.config.members == 2 and len(pair["kept_epochs"]) == 2 and single["kept_epochs"] == pair["kept_epochs"][:1]
+    first = two.students[0].state_dict()
+    assert all(torch.equal(v, first[k]) for k, v in one.students[0].state_dict().items())
+    x = one.input_mean + one.input_std * torch.randn(4, 2 * CLIP_FEATURES)  # inputs of the training data's scale
+    with torch.no_grad():
+        assert torch.equal(one(x), two.student_scores(0, x)) and not torch.equal(one(x), two(x))
     other = _results(tmp_path, "other", "topline", 5, teacher="someone-else")
     with pytest.raises(ValueError, match="one teacher at a time"):
         distill([train, other], [held_out], tmp_path / "m2", epochs=1, log=lambda _: None)

@@ -70,13 +70,40 @@ def agreement(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
             "mae": float(np.mean(np.abs(pred - target)))}  # fmt: skip
 
 
+def _fit_member(model: DistilledRewardModel, k: int, x_train: torch.Tensor, y_train: torch.Tensor, val: torch.Tensor,
+                *, epochs: int, weight_decay: float, log: Callable[[str], None]) -> tuple[int, float]:  # fmt: skip
+    """Full-batch AdamW on student ``k`` alone over the rows not in ``val``; keeps its weights of
+    the epoch with the lowest MSE on ``val``. Returns (that epoch, its validation MSE)."""
+    student = model.students[k]
+
+    optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3, weight_decay=weight_decay)
+    best = (math.inf, 0, {name: v.clone() for name, v in student.state_dict().items()})
+    for epoch in range(epochs):
+        student.train()
+        loss = torch.mean((model.student_scores(k, x_train[~val]) - y_train[~val]) ** 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            val_mse = float(torch.mean((model.student_scores(k, x_train[val]) - y_train[val]) ** 2))
+        if val_mse < best[0]:
+            best = (val_mse, epoch + 1, {name: v.clone() for name, v in student.state_dict().items()})
+        if (epoch + 1) % 200 == 0:
+            log(f"[distill] student {k}, epoch {epoch + 1}: train MSE {loss.item():.4f}, validation MSE {val_mse:.4f}")
+    student.load_state_dict(best[2])
+    return best[1], best[0]
+
+
 def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path, *, epochs: int = 600, seed: int = 0,
             architecture: str = "towers", clip_inputs: str = "summary", hidden: int = 256, clip_embedding: int = 64,
-            speaking_rate: str = "nuclei", feature_cache: dict[str, np.ndarray] | None = None,
-            log: Callable[[str], None] = print) -> dict:  # fmt: skip
+            speaking_rate: str = "nuclei", pair_prior: str = "none", members: int = 1, weight_decay: float = 1e-2,
+            feature_cache: dict[str, np.ndarray] | None = None, log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Train a student on ``train_runs``, measure it on ``eval_runs``, write it to ``out_dir``;
-    returns the metrics. ``feature_cache`` (audio path -> clip features for this
-    ``speaking_rate``) is filled and reused, so several students can share one feature pass."""
+    returns the metrics. With ``members`` > 1 the model is an ensemble: student k is trained
+    from seed ``seed + k`` with its own early-stopping queries, and the model scores their mean
+    (``members=1`` is exactly the single student of ``seed``). ``feature_cache`` (audio path ->
+    clip features for this ``speaking_rate``) is filled and reused, so several students can
+    share one feature pass."""
     train_rows, teacher = _pairs(train_runs)
     eval_rows, eval_teacher = _pairs(eval_runs)
     if eval_teacher != teacher:
@@ -89,42 +116,34 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
     torch.manual_seed(seed)
     model = DistilledRewardModel(DistilledConfig(teacher_name=teacher["name"], teacher_version=teacher["version"],
                                                  hidden=hidden, architecture=architecture, clip_inputs=clip_inputs,
-                                                 clip_embedding=clip_embedding, speaking_rate=speaking_rate))  # fmt: skip
+                                                 clip_embedding=clip_embedding, speaking_rate=speaking_rate,
+                                                 pair_prior=pair_prior, members=members))  # fmt: skip
     model.input_mean.copy_(x_train.mean(dim=0))
     model.input_std.copy_(x_train.std(dim=0) + 1e-3)
-    # Early stopping on 15% of the training *queries* (all their pairs), so the model is picked on
-    # prompts it did not fit; a small MLP memorises ~1000 pairs within a few hundred epochs.
     queries = sorted({q for q, _, _, _ in train_rows})
-    held = set(random.Random(seed).sample(queries, max(1, len(queries) * 15 // 100)))
-    val = torch.tensor([q in held for q, _, _, _ in train_rows])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
-    best = (math.inf, 0, {k: v.clone() for k, v in model.state_dict().items()})
-    for epoch in range(epochs):
-        model.train()
-        loss = torch.mean((model(x_train[~val]) - y_train[~val]) ** 2)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            val_mse = float(torch.mean((model(x_train[val]) - y_train[val]) ** 2))
-        if val_mse < best[0]:
-            best = (val_mse, epoch + 1, {k: v.clone() for k, v in model.state_dict().items()})
-        if (epoch + 1) % 200 == 0:
-            log(f"[distill] epoch {epoch + 1}: train MSE {loss.item():.4f}, validation MSE {val_mse:.4f}")
-    model.load_state_dict(best[2])
-    log(f"[distill] kept epoch {best[1]} (validation MSE {best[0]:.4f})")
+    kept = []
+    for k in range(members):
+        # Early stopping on 15% of the training *queries* (all their pairs), so the student is
+        # picked on prompts it did not fit; a small MLP memorises ~1000 pairs within a few
+        # hundred epochs. Each member holds out other queries: they are fitted on different data.
+        held = set(random.Random(seed + k).sample(queries, max(1, len(queries) * 15 // 100)))
+        val = torch.tensor([q in held for q, _, _, _ in train_rows])
+        kept.append(_fit_member(model, k, x_train, y_train, val, epochs=epochs, weight_decay=weight_decay, log=log))
+    log(f"[distill] kept epochs {', '.join(str(e) for e, _ in kept)} "
+        f"(validation MSE {', '.join(f'{m:.4f}' for _, m in kept)})")
     model.eval()
     with torch.no_grad():
         pred_eval = model(x_eval).numpy()
         pred_train = model(x_train).numpy()
     systems = np.array([s for _, _, _, s in eval_rows])
     metrics = {
-        "teacher": teacher, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows), "kept_epoch": best[1],
+        "teacher": teacher, "train_pairs": len(train_rows), "eval_pairs": len(eval_rows), "kept_epochs": [e for e, _ in kept],
         "train": agreement(pred_train, y_train.numpy()), "eval": agreement(pred_eval, y_eval),
         "eval_without_silence": agreement(pred_eval[systems != "silence"], y_eval[systems != "silence"]),
         "eval_by_system": {s: agreement(pred_eval[systems == s], y_eval[systems == s]) for s in sorted(set(systems))},
         "config": {"architecture": architecture, "clip_inputs": clip_inputs, "hidden": hidden,
-                   "clip_embedding": clip_embedding, "speaking_rate": speaking_rate},
+                   "clip_embedding": clip_embedding, "speaking_rate": speaking_rate, "pair_prior": pair_prior, "members": members,
+                   "weight_decay": weight_decay, "seed": seed},
         "train_runs": [str(p) for p in train_runs], "eval_runs": [str(p) for p in eval_runs],
     }  # fmt: skip
     model.save(out_dir, metrics)

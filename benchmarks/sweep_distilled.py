@@ -49,6 +49,28 @@ def _save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
     np.savez(path, paths=np.array(paths), features=np.stack([cache[p] for p in paths]))
 
 
+def _clip_features_of_files(job: tuple[list[str], str]) -> np.ndarray:
+    """A worker's share: ``clip_features`` of the audio files ``job[0]`` for speaking rate ``job[1]``."""
+    import soundfile as sf
+
+    from judge_service.judge.distilled import clip_features
+
+    torch.set_num_threads(1)  # one thread per worker process: the workers are the parallelism
+    paths, rate = job
+    return clip_features([sf.read(p, dtype="float32", always_2d=True)[0].mean(axis=1) for p in paths], rate)
+
+
+def _fill_cache(cache: dict[str, np.ndarray], paths: set[str], rate: str, workers: int) -> None:
+    """Compute the clip features of ``paths`` not yet in ``cache``, in ``workers`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo = sorted(paths - cache.keys())
+    chunks = [todo[k : k + 64] for k in range(0, len(todo), 64)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for chunk, features in zip(chunks, pool.map(_clip_features_of_files, [(c, rate) for c in chunks])):
+            cache.update(zip(chunk, features))
+
+
 def _grid(text: str, kind: type) -> list:
     return [kind(v) for v in text.split(",") if v.strip()]
 
@@ -65,6 +87,7 @@ def main() -> int:
     parser.add_argument("--speaking-rate", default="nuclei")
     parser.add_argument("--epochs", type=int, default=600)
     parser.add_argument("--feature-cache", default=".cache/distill-features")
+    parser.add_argument("--workers", type=int, default=2, help="processes that compute clip features")
     parser.add_argument("--out", default=".cache/distill-sweep")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to the results CSV")
     args = parser.parse_args()
@@ -73,6 +96,16 @@ def main() -> int:
     grids = list(itertools.product(_grid(args.speaking_rate, str), _grid(args.pair_prior, str),
                                    _grid(args.weight_decay, float), _grid(args.members, int)))  # fmt: skip
     probe_rows = _pairs([Path(p) for p in args.probe])[0] if args.probe else []
+    every_clip = {p for runs in (args.train, args.eval) for q, r, _, _ in _pairs([Path(x) for x in runs])[0] for p in (q, r)}
+    every_clip |= {p for q, r, _, _ in probe_rows for p in (q, r)}
+    for rate in _grid(args.speaking_rate, str):
+        cache_file = Path(args.feature_cache) / f"{rate}.npz"
+        cache = _load_cache(cache_file)
+        if every_clip - cache.keys():
+            started = time.perf_counter()
+            _fill_cache(cache, every_clip, rate, args.workers)
+            _save_cache(cache_file, cache)
+            log(f"[sweep] {rate}: features of {len(every_clip)} clips ready in {time.perf_counter() - started:.0f} s")
     rows, baseline = [], {}
     for seed in _grid(args.seeds, int):
         for rate, prior, weight_decay, members in grids:

@@ -303,9 +303,8 @@ class JudgeClient:
             for round_ in range(self.max_retries + 1):
                 reply = await self._send("/v1/score/group", body, 1 + len(part), deadline)
                 # A part is resent whole, so the service's group statistics cover all its responses.
-                if not any(_dropped_unscored(r) for r in reply["results"]) or round_ == self.max_retries:
-                    break
-                if not await self._pause_before_resend(round_, deadline):
+                dropped = any(_dropped_unscored(r) for r in reply["results"])
+                if not dropped or round_ == self.max_retries or not await self._pause_before_resend(round_, deadline):
                     break
             return reply
 

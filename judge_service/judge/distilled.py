@@ -293,8 +293,10 @@ class DistilledRewardModel(nn.Module):
         return 1.0 + 4.0 * torch.sigmoid(self.students[k](*self.student_inputs(pair_features)))
 
     def forward(self, pair_features: torch.Tensor) -> torch.Tensor:
-        """``(n, 2 * CLIP_FEATURES)`` -> scores ``(n,)`` in [1, 5]: the mean of the students' scores."""
-        return torch.stack([self.student_scores(k, pair_features) for k in range(len(self.students))]).mean(dim=0)
+        """``(n, 2 * CLIP_FEATURES)`` -> scores ``(n,)`` in [1, 5]: the mean of the students' scores.
+        The inputs (standardisation, prior) are computed once for all students."""
+        inputs = self.student_inputs(pair_features)
+        return torch.stack([1.0 + 4.0 * torch.sigmoid(student(*inputs)) for student in self.students]).mean(dim=0)
 
     def save(self, folder: Path, metrics: dict | None = None) -> None:
         from safetensors.torch import save_file

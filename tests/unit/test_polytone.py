@@ -15,7 +15,7 @@ pytest.importorskip("piper")
 
 from judge_service.judge.labels import AGES, GENDERS, LABEL_SETS  # noqa: E402
 from judge_service.judge.polytone import render as render_module  # noqa: E402
-from judge_service.judge.polytone.dataset import build_dataset, main, plan_clips, select_scenarios  # noqa: E402
+from judge_service.judge.polytone.dataset import POLYTONE_VERSION, build_dataset, main, plan_clips, select_scenarios  # noqa: E402
 from judge_service.judge.polytone.render import EspeakNotFoundError, Renderer  # noqa: E402
 from judge_service.judge.polytone.styles import REPLY_TONE_LABELS, STYLES, labels_for_style  # noqa: E402
 from judge_service.judge.polytone.voices import (  # noqa: E402
@@ -143,6 +143,44 @@ def test_styles_move_prosody_in_the_documented_direction(renderer, name):
         assert sarcastic["f0_range"] > sincere["f0_range"] + 1.0
 
 
+def _final_rise_semitones(samples: np.ndarray) -> float:
+    """Median F0 of the last tenth of the voiced span minus that of its 0.6-0.7 tenth, in
+    semitones (WORLD's harvest tracker: the analysers' YIN keeps too few final frames to see a
+    rise reliably on a single clip)."""
+    import pyworld
+
+    f0, _ = pyworld.harvest(samples.astype(np.float64), 16_000, f0_floor=60.0, f0_ceil=600.0, frame_period=10.0)
+    voiced = np.flatnonzero(f0 > 0)
+    u = (voiced - voiced[0]) / (voiced[-1] - voiced[0])
+    st = 12.0 * np.log2(f0[voiced])
+    return float(np.median(st[u >= 0.9]) - np.median(st[(u >= 0.6) & (u < 0.7)]))
+
+
+@needs_espeak
+def test_surprise_ends_rising(renderer):
+    """Surprise's terminal rise, the cue that tells it from happiness: espeak-ng ends a
+    declarative in a steep fall, and before the final part was flattened the added rise still
+    ended falling there (-2.7 semitones on espeak-m3, against +3.2 now)."""
+    voice = voice_by_name("espeak-m3")
+
+    def rise(style):
+        return float(np.mean([_final_rise_semitones(renderer.render(t, voice, style, seed=i)) for i, t in enumerate(TEXTS)]))
+
+    assert rise("surprised") > 1.0 and rise("surprised") > rise("neutral") + 3.0
+
+
+def test_fear_trembles(renderer):
+    """Fear's F0 irregularity (tremor and jitter), measured as the analysers measure it, sets it
+    apart from the other high-pitched styles."""
+    voice = voice_by_name("piper-joe")
+
+    def jitter(style):
+        return float(np.mean([measure_prosody(renderer.render(t, voice, style, seed=i), t).f0_jitter_st
+                              for i, t in enumerate(TEXTS)]))
+
+    assert jitter("fearful") > 1.5 * max(jitter("neutral"), jitter("happy"), jitter("surprised"))
+
+
 @needs_espeak
 def test_children_are_higher_than_adult_men_and_women_higher_than_men(renderer):
     def median_f0(voices):
@@ -252,6 +290,16 @@ def test_build_is_deterministic_and_resumable(tmp_path):
     assert build_dataset(tmp_path / "a", **{**kwargs, "log": logs.append}) == a
     assert "1 already on disk, 1 to render" in logs[0]
     assert missing.read_bytes() == original
+    # A clip of another POLYTONE_VERSION (styles, voices or renderer changed since) is stale:
+    # it is rendered again, not reused.
+    manifest = tmp_path / "a" / "manifest.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[1]["polytone_version"] = "0.9"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    logs.clear()
+    assert build_dataset(tmp_path / "a", **{**kwargs, "log": logs.append}) == a
+    assert "1 already on disk, 1 to render" in logs[0]
+    assert all(r["polytone_version"] == POLYTONE_VERSION for r in a)
 
 
 def test_cli_dry_run_prints_the_plan(capsys, tmp_path):

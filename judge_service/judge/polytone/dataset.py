@@ -51,7 +51,7 @@ from judge_service.judge.scenario_bank import (
 )
 
 SAMPLE_RATE_HZ = 16_000
-POLYTONE_VERSION = "1.0"
+POLYTONE_VERSION = "1.1"
 """Bumped whenever voices, styles or rendering change the audio."""
 MANIFEST = "manifest.jsonl"
 PARTIAL_MANIFEST = "manifest.partial.jsonl"
@@ -89,6 +89,7 @@ class ClipSpec:
             del record["level"], record["tone"]
         record["path"] = self.path
         record["duration_s"] = num_samples / SAMPLE_RATE_HZ
+        record["polytone_version"] = POLYTONE_VERSION
         return record
 
 
@@ -199,7 +200,9 @@ def _render_unit(args: tuple[str, list[ClipSpec]]) -> list[tuple[str, int, float
 
 
 def _done_records(out: Path) -> dict[str, dict]:
-    """Records of clips already rendered (final or partial manifest) whose file is intact."""
+    """Records of clips already rendered (final or partial manifest) whose file is intact and
+    was rendered by this ``POLYTONE_VERSION``: after a change of styles, voices or renderer, a
+    rebuild in the same directory renders every clip again instead of reusing stale audio."""
     import soundfile as sf
 
     records: dict[str, dict] = {}
@@ -220,7 +223,7 @@ def _done_records(out: Path) -> dict[str, dict]:
             frames = sf.info(str(clip)).frames
         except (RuntimeError, OSError):
             continue
-        if frames == round(record["duration_s"] * SAMPLE_RATE_HZ):
+        if frames == round(record["duration_s"] * SAMPLE_RATE_HZ) and record.get("polytone_version") == POLYTONE_VERSION:
             intact[cid] = record
     return intact
 

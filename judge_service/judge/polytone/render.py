@@ -144,6 +144,18 @@ def _contour_semitones(u: np.ndarray, contour: str, size: float) -> np.ndarray:
     return np.zeros_like(u)
 
 
+def _flatten_final_part(dev_st: np.ndarray, voiced: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Hold the melody at its level just before the final part (``u`` 0.6-0.7 of the voiced
+    span), fading the utterance's own movement out over the final 30 %, where a terminal rise
+    goes. TTS declaratives end in a fall, and spread scaling deepens it: added on top of that
+    fall, a 4-semitone rise still left surprise's measured final slope falling (-8 st/s against
+    neutral's -5)."""
+    ramp = np.where(u <= 1.0, _smoothstep((u - 0.7) / 0.3), 1.0)
+    before = voiced & (u >= 0.6) & (u < 0.7)
+    anchor = float(np.median(dev_st[before])) if before.any() else 0.0
+    return dev_st * (1.0 - ramp) + anchor * ramp
+
+
 def _warp_frequency(spec: np.ndarray, factor: float) -> np.ndarray:
     """``out[:, k] = spec[:, k / factor]`` (linear interpolation): ``factor`` > 1 moves formants up."""
     if factor == 1.0:
@@ -335,6 +347,8 @@ class Renderer:
             noise = rng.normal(0.0, 1.0, n) * jitter
             level = math.log(target_hz) if target_hz is not None else centre + math.log(f0_factor)
             dev_st = (np.log(np.where(voiced, f0, 1.0)) - centre) * spread * 12.0 / math.log(2.0)
+            if st.contour == "rise":
+                dev_st = _flatten_final_part(dev_st, voiced, u)
             dev_st = dev_st + semis
             # Re-centre: the style's level is the median of the result, whatever the contour
             # shape added (a final rise-fall must not raise sarcasm's lowered pitch).

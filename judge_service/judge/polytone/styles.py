@@ -102,12 +102,12 @@ STYLES: dict[str, Style] = {
         # Loud, fast, raised and highly variable F0, bright (hot anger).
         Style("angry", f0_level=1.12, f0_spread=1.7, contour="fall", contour_semitones=1.5, tempo=1.12,
               energy_db=6.0, tilt_db_per_octave=4.0),
-        # High F0, tremor and irregularity, fast, somewhat breathy.
-        Style("fearful", f0_level=1.22, f0_spread=1.0, tremor_hz=7.0, tremor_semitones=0.8, jitter=0.012,
-              tempo=1.12, energy_db=0.0, breathiness=0.15),
+        # High F0 in a narrow range, trembling and irregular, fast, breathy.
+        Style("fearful", f0_level=1.22, f0_spread=0.8, tremor_hz=7.0, tremor_semitones=1.5, jitter=0.02,
+              tempo=1.15, energy_db=0.0, breathiness=0.25),
         # Low, slow, drawn out, falling, slightly dull.
-        Style("disgust", f0_level=0.88, f0_spread=1.1, contour="fall", contour_semitones=3.0, tempo=0.82,
-              final_lengthening=0.3, energy_db=-1.0, tilt_db_per_octave=-1.0),
+        Style("disgust", f0_level=0.85, f0_spread=1.0, contour="fall", contour_semitones=3.0, tempo=0.8,
+              final_lengthening=0.45, energy_db=-2.0, tilt_db_per_octave=-1.5),
         # Sarcasm labels.
         Style("sincere", f0_spread=1.05),
         # Slower, lower, exaggerated and drawn-out pitch movement: a rise-fall over lengthened

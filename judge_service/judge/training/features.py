@@ -51,10 +51,11 @@ def extract(
     batch_size: int = 16, log_every_s: float = 30.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features of every record, computed once and cached under ``cache_dir`` (keyed by the
-    clip paths, file sizes and ``FEATURE_VERSION``)."""
+    clips' resolved paths, file sizes and texts and ``FEATURE_VERSION``: a relative and an
+    absolute ``--data-dir`` share one cache, where each used to extract everything again)."""
     key = hashlib.sha256(FEATURE_VERSION.encode())
     for r in records:
-        key.update(f"{r.path}:{r.path.stat().st_size}:{r.text}\n".encode())
+        key.update(f"{r.path.resolve()}:{r.path.stat().st_size}:{r.text}\n".encode())
     cache = cache_dir / f"features-{key.hexdigest()[:20]}.npz" if cache_dir else None
     if cache is not None and cache.exists():
         data = np.load(cache)

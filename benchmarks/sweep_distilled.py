@@ -31,7 +31,7 @@ import torch
 
 from bench_service import provenance
 from judge_service.judge.distilled import DistilledRewardModel
-from judge_service.judge.training.distill import _features, _pairs, agreement, distill
+from judge_service.judge.training.distill import _features, _pairs, agreement, distill, features_of_files
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distill_sweep.csv"
 
@@ -50,14 +50,9 @@ def _save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
 
 
 def _clip_features_of_files(job: tuple[list[str], str]) -> np.ndarray:
-    """A worker's share: ``clip_features`` of the audio files ``job[0]`` for speaking rate ``job[1]``."""
-    import soundfile as sf
-
-    from judge_service.judge.distilled import clip_features
-
+    """A worker's share: ``features_of_files`` of the audio files ``job[0]`` for speaking rate ``job[1]``."""
     torch.set_num_threads(1)  # one thread per worker process: the workers are the parallelism
-    paths, rate = job
-    return clip_features([sf.read(p, dtype="float32", always_2d=True)[0].mean(axis=1) for p in paths], rate)
+    return features_of_files(*job)
 
 
 def _fill_cache(cache: dict[str, np.ndarray], paths: set[str], rate: str, workers: int) -> None:

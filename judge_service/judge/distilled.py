@@ -288,15 +288,19 @@ class DistilledRewardModel(nn.Module):
             prior = pair_features.new_zeros((pair_features.shape[0], 0))
         return x[:, self.clip_columns], x[:, CLIP_FEATURES + self.clip_columns], prior
 
+    @staticmethod
+    def _score(student: nn.Module, inputs: tuple) -> torch.Tensor:
+        return 1.0 + 4.0 * torch.sigmoid(student(*inputs))
+
     def student_scores(self, k: int, pair_features: torch.Tensor) -> torch.Tensor:
         """Student ``k``'s scores ``(n,)`` in [1, 5] (training fits one student at a time)."""
-        return 1.0 + 4.0 * torch.sigmoid(self.students[k](*self.student_inputs(pair_features)))
+        return self._score(self.students[k], self.student_inputs(pair_features))
 
     def forward(self, pair_features: torch.Tensor) -> torch.Tensor:
         """``(n, 2 * CLIP_FEATURES)`` -> scores ``(n,)`` in [1, 5]: the mean of the students' scores.
         The inputs (standardisation, prior) are computed once for all students."""
         inputs = self.student_inputs(pair_features)
-        return torch.stack([1.0 + 4.0 * torch.sigmoid(student(*inputs)) for student in self.students]).mean(dim=0)
+        return torch.stack([self._score(student, inputs) for student in self.students]).mean(dim=0)
 
     def save(self, folder: Path, metrics: dict | None = None) -> None:
         from safetensors.torch import save_file

@@ -134,9 +134,14 @@ def _time_map(world: _World, tempo: float, final_lengthening: float) -> _World:
     return _World(f0, sp, ap)
 
 
+def _final_part_weight(u: np.ndarray) -> np.ndarray:
+    """0 before the final 30 % of the voiced span (``u`` < 0.7), easing to 1 at its end and after."""
+    return _smoothstep((u - 0.7) / 0.3)
+
+
 def _contour_semitones(u: np.ndarray, contour: str, size: float) -> np.ndarray:
     if contour == "rise":
-        return size * _smoothstep((u - 0.7) / 0.3)
+        return size * _final_part_weight(u)
     if contour == "fall":
         return -size * _smoothstep((u - 0.4) / 0.6)
     if contour == "rise-fall":
@@ -150,7 +155,7 @@ def _flatten_final_part(dev_st: np.ndarray, voiced: np.ndarray, u: np.ndarray) -
     goes. TTS declaratives end in a fall, and spread scaling deepens it: added on top of that
     fall, a 4-semitone rise still left surprise's measured final slope falling (-8 st/s against
     neutral's -5)."""
-    ramp = np.where(u <= 1.0, _smoothstep((u - 0.7) / 0.3), 1.0)
+    ramp = _final_part_weight(u)
     before = voiced & (u >= 0.6) & (u < 0.7)
     anchor = float(np.median(dev_st[before])) if before.any() else 0.0
     return dev_st * (1.0 - ramp) + anchor * ramp

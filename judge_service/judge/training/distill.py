@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from judge_service.judge.distilled import DistilledConfig, DistilledRewardModel, clip_features
+from judge_service.judge.training.features import read_clip
 
 
 def _pairs(paths: Sequence[Path]) -> tuple[list[tuple[str, str, float, str]], dict[str, str]]:
@@ -44,12 +44,16 @@ def _pairs(paths: Sequence[Path]) -> tuple[list[tuple[str, str, float, str]], di
     return rows, teacher
 
 
+def features_of_files(paths: Sequence[str], speaking_rate: str) -> np.ndarray:
+    """``clip_features`` ``(len(paths), CLIP_FEATURES)`` of audio files (mono, 16 kHz via ``read_clip``)."""
+    return clip_features([read_clip(Path(p)) for p in paths], speaking_rate)
+
+
 def _features(rows: Sequence[tuple[str, str, float, str]], cache: dict[str, np.ndarray], speaking_rate: str) -> np.ndarray:
     todo = sorted({p for q, r, _, _ in rows for p in (q, r)} - cache.keys())
     for start in range(0, len(todo), 64):
         chunk = todo[start : start + 64]
-        clips = [sf.read(p, dtype="float32", always_2d=True)[0].mean(axis=1) for p in chunk]
-        for path, features in zip(chunk, clip_features(clips, speaking_rate)):
+        for path, features in zip(chunk, features_of_files(chunk, speaking_rate)):
             cache[path] = features
     return np.stack([np.concatenate([cache[q], cache[r]]) for q, r, _, _ in rows])
 

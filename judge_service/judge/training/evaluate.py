@@ -12,7 +12,9 @@ Analysers (features cached by training):
 Judge, end to end through the real backend (ASR, analysers, rubric) on test-split scenarios
 with held-out voices:
   * known systems: topline > neutral voice > tone-deaf cascade > mismatched > reversed;
-  * style-hallucination test: per query rendering, prefer the reply written for its style.
+  * style-hallucination test: per query rendering, prefer the reply written for its style;
+  * both again with the query's true style sent as a known label (perfect analysers), which
+    splits the judge's error into the analysers' part and the rubric's part.
 """
 
 from __future__ import annotations
@@ -169,6 +171,10 @@ class JudgeCase:
     matching: Path  # level-5 reply for this style
     other: Path  # level-5 reply for the contrasting style
 
+    @property
+    def dimension(self) -> str:
+        return self.scenario_id.split("-")[0]
+
 
 def judge_cases(data_dir: Path, render_dir: Path, seed: int, log: Callable[[str], None]) -> list[JudgeCase]:
     """Test-split scenarios x both styles: one held-out-voice query each, and the five known
@@ -215,14 +221,15 @@ def judge_cases(data_dir: Path, render_dir: Path, seed: int, log: Callable[[str]
 
 
 def judge_metrics(cases: list[JudgeCase], backend, log: Callable[[str], None], batch_cases: int = 5) -> dict:
-    """Run every case through ``backend`` (a ``MultiStageBackend``); see the module docstring."""
+    """Run every case through ``backend`` (a ``MultiStageBackend``); see the module docstring.
+    Each case's pairs are scored twice in one job, as heard and with the query's true style as
+    a known label, so the clips are transcribed and analysed once."""
     from judge_service.audio import AudioLimits, decode_audio
     from judge_service.backends.base import BackendJob, PairSpec
 
     limits = AudioLimits(0.1, 60.0)
-    scores = {system: [] for system in SYSTEMS}
-    by_dimension: dict[str, dict[str, list[float]]] = {}
-    preferences = []
+    heard: list[dict[str, float]] = []
+    told: list[dict[str, float]] = []
     started = time.monotonic()
     for start in range(0, len(cases), batch_cases):
         jobs = []
@@ -230,35 +237,43 @@ def judge_metrics(cases: list[JudgeCase], backend, log: Callable[[str], None], b
             clips = [decode_audio("query", case.query.read_bytes(), limits)] + [
                 decode_audio(system, case.replies[system].read_bytes(), limits) for system in SYSTEMS
             ]
-            jobs.append(BackendJob(clips, [None] * len(clips), [PairSpec(0, i + 1) for i in range(len(SYSTEMS))]))
+            truth = {case.dimension: case.style}
+            pairs = [PairSpec(0, i + 1) for i in range(len(SYSTEMS))] + [
+                PairSpec(0, i + 1, truth) for i in range(len(SYSTEMS))]
+            jobs.append(BackendJob(clips, [None] * len(clips), pairs))
         report = backend.run_batch(jobs)
-        for case, result in zip(cases[start : start + batch_cases], report.results):
-            case_scores = dict(zip(SYSTEMS, (s["score"] for s in result.scores)))
-            dimension = case.scenario_id.split("-")[0]
-            for system, score in case_scores.items():
-                scores[system].append(score)
-                by_dimension.setdefault(dimension, {s: [] for s in SYSTEMS})[system].append(score)
-            preferences.append(case_scores["topline"] > case_scores["mismatched"])
-    means = {system: float(np.mean(v)) for system, v in scores.items()}
-    out = {
-        "cases": len(cases),
-        "system_means": means,
-        "kendall_tau": kendall_tau([means[s] for s in SYSTEMS]),
-        "topline_minus_reversed": means["topline"] - means["reversed"],
-        "style_hallucination_preference": float(np.mean(preferences)),
-        "by_dimension": {
-            d: {"system_means": {s: float(np.mean(v)) for s, v in m.items()},
-                "kendall_tau": kendall_tau([float(np.mean(m[s])) for s in SYSTEMS]),
-                "style_hallucination_preference": None}
-            for d, m in by_dimension.items()
-        },
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    for d in out["by_dimension"]:
-        prefs = [p for p, c in zip(preferences, cases) if c.scenario_id.startswith(d)]
-        out["by_dimension"][d]["style_hallucination_preference"] = float(np.mean(prefs))
+        for result in report.results:
+            scores = [s["score"] for s in result.scores]
+            heard.append(dict(zip(SYSTEMS, scores[: len(SYSTEMS)])))
+            told.append(dict(zip(SYSTEMS, scores[len(SYSTEMS) :])))
+    out = {"cases": len(cases), **system_metrics(cases, heard),
+           "with_true_query_labels": system_metrics(cases, told), "seconds": round(time.monotonic() - started, 1)}
     log(f"[eval] judge: tau {out['kendall_tau']:.2f}, topline-reversed {out['topline_minus_reversed']:.2f}, "
-        f"hallucination test {out['style_hallucination_preference']:.3f}, means {means}")
+        f"hallucination test {out['style_hallucination_preference']:.3f}, means {out['system_means']}; with true "
+        f"query labels: topline-reversed {out['with_true_query_labels']['topline_minus_reversed']:.2f}, "
+        f"hallucination test {out['with_true_query_labels']['style_hallucination_preference']:.3f}")
+    return out
+
+
+def system_metrics(cases: list[JudgeCase], scores: list[dict[str, float]]) -> dict:
+    """Known-system metrics from each case's scores (``scores[i]``: system -> score of
+    ``cases[i]``): mean per system, Kendall tau against ``SYSTEMS``' order, topline - reversed,
+    the style-hallucination preference (topline > mismatched), and all of them per dimension."""
+
+    def summary(rows: list[dict[str, float]]) -> dict:
+        means = {system: float(np.mean([r[system] for r in rows])) for system in SYSTEMS}
+        return {
+            "system_means": means,
+            "kendall_tau": kendall_tau([means[s] for s in SYSTEMS]),
+            "topline_minus_reversed": means["topline"] - means["reversed"],
+            "style_hallucination_preference": float(np.mean([r["topline"] > r["mismatched"] for r in rows])),
+        }
+
+    out = summary(scores)
+    dimensions = sorted({c.dimension for c in cases})
+    out["by_dimension"] = {
+        d: summary([r for c, r in zip(cases, scores) if c.dimension == d]) for d in dimensions
+    }
     return out
 
 
@@ -321,10 +336,17 @@ def metrics_markdown(metrics: dict) -> str:
         lines += [f"| {s} | {_f(v, 2)} |" for s, v in m["system_means"].items()]
         lines += ["", f"Kendall tau vs the expected order: {_f(m['kendall_tau'], 2)}; topline - reversed: "
                       f"{_f(m['topline_minus_reversed'], 2)}; style-hallucination test (prefers the reply "
-                      f"written for the heard style): {_f(m['style_hallucination_preference'])}", "",
-                  "| dimension | tau | hallucination test | " + " | ".join(SYSTEMS) + " |",
-                  "|---|---|---|" + "---|" * len(SYSTEMS)]
+                      f"written for the heard style): {_f(m['style_hallucination_preference'])}"]
+        told = m.get("with_true_query_labels")
+        if told:
+            lines += ["", f"With the query's true style given as a known label (perfect analysers, the rubric's "
+                          f"own error left): tau {_f(told['kendall_tau'], 2)}, topline - reversed "
+                          f"{_f(told['topline_minus_reversed'], 2)}, style-hallucination test "
+                          f"{_f(told['style_hallucination_preference'])}"]
+        lines += ["", "| dimension | tau | hallucination test | hallucination test, true labels | "
+                  + " | ".join(SYSTEMS) + " |", "|---|---|---|---|" + "---|" * len(SYSTEMS)]
         for d, dm in m["by_dimension"].items():
+            told_d = told["by_dimension"][d]["style_hallucination_preference"] if told else None
             lines.append(f"| {d} | {_f(dm['kendall_tau'], 2)} | {_f(dm['style_hallucination_preference'])} | "
-                         + " | ".join(_f(dm["system_means"][s], 2) for s in SYSTEMS) + " |")
+                         f"{_f(told_d)} | " + " | ".join(_f(dm["system_means"][s], 2) for s in SYSTEMS) + " |")
     return "\n".join(lines) + "\n"

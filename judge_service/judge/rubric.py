@@ -12,6 +12,13 @@ through the hidden layer and explicitly: the reply's *intent* (which speaker sty
 were written for, a linear classifier on its MiniLM vector) weighted by the query's style
 probabilities. Text-only features cannot tell the two renderings of one query apart, so
 the scorer can only fit the training data by using the heard style (PolyTone, again).
+
+The style fit is also added to the MLP's logit as an explicit term (``style_fit_terms``): per
+dimension, whether the query sounds like a style replies are written for, times how much the
+reply's words address the dimension, times +1 if they were written for the style the query
+sounds like and -1 if for another; weighted by ``RubricConfig.style_fit_weight``. Left to find
+that product among ~1.4k inputs, the MLP underused it (see ``fit_rubric``'s docstring for
+what was measured).
 """
 
 from __future__ import annotations
@@ -148,6 +155,22 @@ class ReplyIntent:
         return p / p.sum(axis=1, keepdims=True)
 
 
+def style_fit_terms(features: torch.Tensor) -> torch.Tensor:
+    """Explicit style-fit terms from rubric input rows ``(n, input_dim)`` (raw, not
+    standardised): ``(n, len(LABEL_SETS))``, per dimension ``cue * mass * (2 * match - 1)`` in
+    [-1, 1], where ``cue`` is the query's probability of the dimension's reply styles (an
+    emotion query heard as neutral has no emotional cue to fit), ``mass`` the reply intent's
+    probability summed over those styles (do its words address this dimension at all?) and
+    ``match`` the intent's query-weighted within-dimension probability (``intent_features``'
+    last columns: were they written for the style the query sounds like?)."""
+    query_style = features[:, _QUERY_STYLE_COLUMNS]
+    intent = features[:, -INTENT_DIM : -len(LABEL_SETS)]
+    match = features[:, -len(LABEL_SETS) :]
+    cue = torch.stack([query_style[:, query_cols].sum(dim=1) for _, query_cols in _DIMENSION_COLUMNS], dim=1)
+    mass = torch.stack([intent[:, bank_cols].sum(dim=1) for bank_cols, _ in _DIMENSION_COLUMNS], dim=1)
+    return cue * mass * (2.0 * match - 1.0)
+
+
 def style_vector(probabilities: dict[str, np.ndarray]) -> np.ndarray:
     """Concatenate per-dimension probabilities in LABEL_SETS order along the last axis: one
     clip's ``(num_labels,)`` rows -> ``(STYLE_DIM,)``, or ``predict_proba``'s ``(n, num_labels)``
@@ -161,6 +184,9 @@ class RubricConfig:
     hidden_dim: int = 256
     dropout: float = 0.2
     bank_size: int = 0
+    style_fit_weight: float = 0.0
+    """The MLP's logit gets ``style_fit_weight * style_fit_terms(...).sum()`` added (0: a model
+    trained before the term existed)."""
     calibration: tuple[float, float] = (0.0, 1.0)
     """``score = clip(a + b * raw, 1, 5)``, fitted on cross-fitted predictions: undoes the
     regression to the mean a scorer shows on scenarios it has never seen."""
@@ -170,6 +196,10 @@ class RubricConfig:
     def input_dim(self) -> int:
         return (3 * self.text_dim + 2 * STYLE_DIM + STYLE_DIM * STYLE_DIM + len(PROSODY_FEATURES) + AFFINITY_DIM
                 + INTENT_DIM)
+
+
+_QUERY_STYLE_COLUMNS = slice(3 * RubricConfig.text_dim, 3 * RubricConfig.text_dim + STYLE_DIM)
+"""Where ``rubric_features`` puts the query's style probabilities."""
 
 
 def rubric_features(
@@ -210,7 +240,10 @@ class RubricScorer(torch.nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw rubric input rows ``(n, input_dim)`` -> uncalibrated scores ``(n,)`` in [1, 5]."""
         raw = self.net((features - self.feature_mean) / self.feature_std).squeeze(-1)
+        if self.config.style_fit_weight:
+            raw = raw + self.config.style_fit_weight * style_fit_terms(features).sum(dim=-1)
         return 1.0 + 4.0 * torch.sigmoid(raw)
 
     def bank(self) -> ReplyBank:

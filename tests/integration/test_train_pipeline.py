@@ -28,7 +28,15 @@ def test_training_writes_loadable_safetensors_and_a_summary(tiny_model):
     for name in ("analysers.safetensors", "analysers.json", "rubric.safetensors", "rubric.json", "training.json"):
         assert (model_dir / name).exists(), name
     assert summary["rubric_examples"] > 0 and summary["analyser_training_clips"] > 0
-    assert json.loads((model_dir / "training.json").read_text())["dataset"]["max_seeds_per_dimension"] == 2
+    training = json.loads((model_dir / "training.json").read_text())
+    assert training["dataset"]["max_seeds_per_dimension"] == 2
+    assert training["rubric_text"].startswith("whisper-transcripts")
+    assert json.loads((model_dir / "rubric.json").read_text())["style_fit_weight"] > 0
+    # The rubric trained on what Whisper heard: one transcript per query and per reply clip, cached.
+    (queries, replies), manifest = sorted((model_dir.parent / "data" / "cache").glob("transcripts-*.json")), [
+        json.loads(line) for line in (model_dir.parent / "data" / "manifest.jsonl").read_text().splitlines()]
+    lengths = sorted(len(json.loads(p.read_text())) for p in (queries, replies))
+    assert lengths == sorted([sum(r["role"] == "query" for r in manifest), sum(r["role"] == "reply" for r in manifest)])
 
 
 def test_the_service_serves_a_freshly_trained_judge(tiny_model):

@@ -31,10 +31,12 @@ from judge_service.judge.rubric import (
     load_rubric,
     rubric_features,
     save_rubric,
+    style_fit_terms,
 )
 from judge_service.judge.training.fit_analysers import FitSettings, fit_analyser
-from judge_service.judge.training.fit_rubric import fit_reply_intent
+from judge_service.judge.training.fit_rubric import fit_reply_intent, pairwise_rank_loss
 from judge_service.judge.training.metrics import accuracy, uar
+from judge_service.judge.training.optim import OptimiserSettings, grouped_minibatches
 from judge_service.testing import voiced_clip
 
 EMBEDDING_DIM = 32
@@ -195,3 +197,98 @@ def test_prosody_expert_blends_log_probabilities_and_ignores_the_encoder_states(
         other_states = torch.from_numpy(np.concatenate([emb + 1.0, pros], axis=1))
         torch.testing.assert_close(model.head_logits(other_states)["emotion"][1], expert)  # prosody only
         assert len(model.head_logits(x)["gender"]) == 1
+
+
+def _rubric_rows(query_style: np.ndarray, reply_intent: np.ndarray) -> np.ndarray:
+    """Rubric inputs for one fixed reply text/tone, varying only the query style and the
+    reply intent (rows of each)."""
+    n = len(query_style)
+    text = np.tile(np.eye(384, dtype=np.float32)[0], (n, 1))
+    return rubric_features(
+        text, text, query_style, np.full((n, STYLE_DIM), 0.1, np.float32),
+        np.zeros((n, len(PROSODY_FEATURES)), np.float32), np.full((n, AFFINITY_DIM), 3.0, np.float32),
+        intent_features(reply_intent, query_style),
+    )
+
+
+def _one_hot_style(**labels: str) -> np.ndarray:
+    style = np.zeros(STYLE_DIM, np.float32)
+    offset = 0
+    for dim, names in LABEL_SETS.items():
+        style[offset + names.index(labels.get(dim, names[0]))] = 1.0
+        offset += len(names)
+    return style
+
+
+def test_style_fit_terms_are_plus_for_a_reply_written_for_the_heard_style_and_minus_for_its_contrast():
+    """And zero where the query has no cue: an emotion reply to a query heard as neutral."""
+    female, male = BANK_STYLES.index(("gender", "female")), BANK_STYLES.index(("gender", "male"))
+    intent = np.full(len(BANK_STYLES), 0.01)
+    intent[female], intent[male] = 0.8, 0.2 - 0.01 * (len(BANK_STYLES) - 2)
+    rows = _rubric_rows(np.stack([_one_hot_style(gender="female"), _one_hot_style(gender="male")]), np.stack([intent, intent]))
+    terms = style_fit_terms(torch.from_numpy(rows)).numpy()
+    gender = list(LABEL_SETS).index("gender")
+    mass = intent[female] + intent[male]
+    assert terms[0, gender] == pytest.approx(mass * (2 * intent[female] / mass - 1), abs=1e-5)
+    assert terms[1, gender] == pytest.approx(-terms[0, gender], abs=1e-5) and terms[0, gender] > 0.5
+    others = [i for i in range(len(LABEL_SETS)) if i != gender]
+    assert np.abs(terms[:, others]).max() < 0.1  # the words barely address the other dimensions
+    sad = BANK_STYLES.index(("emotion", "sad"))
+    for_sad = np.full(len(BANK_STYLES), 0.01)
+    for_sad[sad] = 1.0 - 0.01 * (len(BANK_STYLES) - 1)
+    emotion = list(LABEL_SETS).index("emotion")
+    heard = style_fit_terms(torch.from_numpy(_rubric_rows(
+        np.stack([_one_hot_style(emotion="neutral"), _one_hot_style(emotion="sad")]), np.stack([for_sad, for_sad])))).numpy()
+    assert heard[0, emotion] == 0.0 and heard[1, emotion] > 0.8
+
+
+def test_the_style_fit_term_alone_prefers_the_reply_written_for_the_heard_style(tmp_path):
+    torch.manual_seed(0)
+    model = RubricScorer(RubricConfig(hidden_dim=16, style_fit_weight=3.0))
+    with torch.no_grad():  # silence the MLP: only the explicit term is left
+        model.net[-1].weight.zero_()
+        model.net[-1].bias.zero_()
+    sad, happy = BANK_STYLES.index(("emotion", "sad")), BANK_STYLES.index(("emotion", "happy"))
+    for_sad, for_happy = np.full(len(BANK_STYLES), 0.02), np.full(len(BANK_STYLES), 0.02)
+    for_sad[sad] = for_happy[happy] = 1.0 - 0.02 * (len(BANK_STYLES) - 1)
+    heard_sad = _one_hot_style(emotion="sad")
+    scores = model.score(_rubric_rows(np.stack([heard_sad, heard_sad]), np.stack([for_sad, for_happy])))
+    assert scores[0] > 3.5 > 2.5 > scores[1]
+    save_rubric(model, tmp_path)
+    np.testing.assert_array_equal(load_rubric(tmp_path).score(_rubric_rows(heard_sad[None], for_sad[None])), scores[:1])
+
+
+def test_a_rubric_saved_before_the_style_fit_term_still_loads(tmp_path):
+    import json
+
+    model = RubricScorer(RubricConfig(hidden_dim=16))
+    save_rubric(model, tmp_path)
+    config = json.loads((tmp_path / "rubric.json").read_text())
+    del config["style_fit_weight"]  # a rubric.json of the first release
+    (tmp_path / "rubric.json").write_text(json.dumps(config))
+    assert load_rubric(tmp_path).config.style_fit_weight == 0.0
+
+
+def test_pairwise_rank_loss_compares_only_ordered_pairs_of_one_query():
+    targets = torch.tensor([5.0, 2.0, 4.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    right = pairwise_rank_loss(torch.tensor([4.0, 2.0, 3.0, 2.0]), targets, groups, sharpness=2.0)
+    wrong = pairwise_rank_loss(torch.tensor([2.0, 4.0, 3.0, 2.0]), targets, groups, sharpness=2.0)
+    softplus = torch.nn.functional.softplus
+    assert float(right) == pytest.approx(float((softplus(torch.tensor(-4.0)) + softplus(torch.tensor(-2.0))) / 2))
+    assert float(wrong) == pytest.approx(float((softplus(torch.tensor(4.0)) + softplus(torch.tensor(-2.0))) / 2))
+    assert float(pairwise_rank_loss(torch.tensor([1.0, 5.0]), torch.tensor([5.0, 1.0]), torch.tensor([0, 1]), 2.0)) == 0.0
+
+
+def test_grouped_minibatches_keep_a_group_together_and_cover_every_example_once_per_epoch():
+    groups = np.repeat(np.arange(13), 8)[np.random.default_rng(1).permutation(104)]
+    settings = OptimiserSettings(epochs=3, batch_size=20)
+    batches = [b.numpy() for b in grouped_minibatches(groups, settings, np.random.default_rng(0))]
+    assert len(batches) == 3 * int(np.ceil(104 / 20))
+    per_epoch = len(batches) // 3
+    for epoch in range(3):
+        seen = np.concatenate(batches[epoch * per_epoch : (epoch + 1) * per_epoch])
+        assert sorted(seen.tolist()) == list(range(104))
+    for b in batches:
+        for g in set(groups[b]):
+            assert (groups[b] == g).sum() == 8

@@ -11,6 +11,23 @@ Training pairs, for every train-split scenario and each of its two styles ``s`` 
 The reply-intent classifier (``rubric.ReplyIntent``) is cross-fitted the same way: a row's intent
 comes from a classifier that never saw its scenario's replies.
 
+The loss is the squared error to the target plus, among the pairs of one query rendering, a
+logistic ranking loss on every pair whose targets differ (``RubricFitSettings.rank_weight``):
+what a judge is used for is telling a query's better reply from its worse one, and the style-
+hallucination test asks exactly that of the own level-5 and the mismatched reply.
+
+What was measured, choosing these (PolyTone 1.1, 121 held-out scenarios x held-out voices,
+the rubric's rows on Whisper's transcripts; share of query renderings whose own level-5 reply
+outscores the other style's, heard labels / true labels):
+
+* the MLP alone, squared error: 0.729 / 0.785
+* + the explicit style-fit term with a learned weight and the ranking loss: 0.758 / 0.812
+  (the learned weights stayed near 1: the MLP fits the training scenarios from their
+  memorised texts instead, which does not carry to new ones)
+* the term gated by the query's cue (``rubric.style_fit_terms``) at a fixed weight 3:
+  0.789 / 0.847 (weight 6: 0.785 / 0.835; ranking weight 3: 0.771 / 0.831)
+* the term alone, no MLP: 0.802 / 0.860, but it cannot rank levels 5-3 of one style's replies.
+
 Query-style inputs are the analyser's *cross-fitted* probabilities for a rendering of the query
 in style ``s`` (predicted by an analyser that never saw that scenario), so the scorer learns to
 trust them as much as they deserve.
@@ -23,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from judge_service.judge.training.optim import OptimiserSettings, minibatches, one_cycle, step
+from judge_service.judge.training.optim import OptimiserSettings, grouped_minibatches, one_cycle, step
 from judge_service.judge.rubric import (
     ReplyBank,
     ReplyIntent,
@@ -50,6 +67,12 @@ class RubricExample:
 class RubricFitSettings(OptimiserSettings):
     epochs: int = 80
     batch_size: int = 128
+    style_fit_weight: float = 3.0
+    """``RubricConfig.style_fit_weight`` of the fitted rubric (see the module docstring)."""
+    rank_weight: float = 1.0
+    rank_sharpness_per_point: float = 2.0
+    """The ranking loss of a pair is ``softplus(-k * (better - worse))`` with ``k`` this, per
+    score point."""
 
 
 def build_features(
@@ -97,15 +120,26 @@ def fit_reply_intent(vectors: np.ndarray, style_ids: np.ndarray, num_styles: int
         return ReplyIntent(linear.weight.numpy().copy(), linear.bias.numpy().copy())
 
 
+def pairwise_rank_loss(scores: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor, sharpness: float) -> torch.Tensor:
+    """Mean ``softplus(-sharpness * (s_i - s_j))`` over pairs of one group with ``t_i > t_j``
+    (zero when there are none). Shapes: ``(n,)`` each."""
+    ordered = (groups[:, None] == groups[None, :]) & (targets[:, None] > targets[None, :])
+    if not bool(ordered.any()):
+        return scores.sum() * 0.0
+    return torch.nn.functional.softplus(-sharpness * (scores[:, None] - scores[None, :])[ordered]).mean()
+
+
 def fit_rubric(
-    features: np.ndarray, targets: np.ndarray, bank: ReplyBank, intent: ReplyIntent,
+    features: np.ndarray, targets: np.ndarray, query_rows: np.ndarray, bank: ReplyBank, intent: ReplyIntent,
     settings: RubricFitSettings = RubricFitSettings(),
     calibration: tuple[float, float] = (0.0, 1.0), trained_on: dict[str, object] | None = None,
 ) -> RubricScorer:
+    """``query_rows`` ``(n,)``: each example's query rendering; the ranking loss compares the
+    examples of one rendering."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     config = RubricConfig(hidden_dim=settings.hidden_dim, dropout=settings.dropout, bank_size=len(bank.levels),
-                          calibration=calibration, trained_on=trained_on or {})
+                          style_fit_weight=settings.style_fit_weight, calibration=calibration, trained_on=trained_on or {})
     if features.shape[1] != config.input_dim:
         raise ValueError(f"rubric features have {features.shape[1]} columns, the model wants {config.input_dim}")
     model = RubricScorer(config)
@@ -116,11 +150,15 @@ def fit_rubric(
     model.intent_bias.copy_(torch.from_numpy(intent.bias))
     model.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
     model.feature_std.copy_(torch.from_numpy(features.std(axis=0) + 1e-3))
-    x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
+    x_all, y_all, g_all = torch.from_numpy(features), torch.from_numpy(targets), torch.from_numpy(query_rows)
     optimizer, scheduler = one_cycle(model, settings, len(features))
     model.train()
-    for idx in minibatches(len(features), settings, rng):
-        loss = torch.nn.functional.mse_loss(model(x_all[idx]), y_all[idx])
+    for idx in grouped_minibatches(query_rows, settings, rng):
+        scores = model(x_all[idx])
+        loss = torch.nn.functional.mse_loss(scores, y_all[idx])
+        if settings.rank_weight > 0:
+            loss = loss + settings.rank_weight * pairwise_rank_loss(
+                scores, y_all[idx], g_all[idx], settings.rank_sharpness_per_point)
         step(optimizer, scheduler, loss)
     model.eval()
     return model

@@ -38,6 +38,21 @@ def minibatches(num_examples: int, settings: OptimiserSettings, rng: np.random.G
             yield order[start : start + settings.batch_size]
 
 
+def grouped_minibatches(
+    groups: np.ndarray, settings: OptimiserSettings, rng: np.random.Generator
+) -> Iterator[torch.Tensor]:
+    """Like ``minibatches``, but a group's examples (``groups``: ``(n,)`` ids) always share a
+    minibatch, so a loss can compare them. Whole groups are dealt into as many minibatches per
+    epoch as ``minibatches`` makes, so ``one_cycle``'s step count still holds."""
+    ids, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    steps_per_epoch = max(1, int(np.ceil(len(groups) / settings.batch_size)))
+    for _ in range(settings.epochs):
+        for chunk in np.array_split(rng.permutation(len(ids)), steps_per_epoch):
+            if len(chunk):  # fewer groups than steps: fewer steps, which one_cycle allows
+                yield torch.from_numpy(np.concatenate([members[g] for g in chunk]))
+
+
 def step(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, loss: torch.Tensor) -> None:
     optimizer.zero_grad()
     loss.backward()

@@ -6,7 +6,8 @@
 3. Fit the analysers on the train-split queries (train voices) and all real speech.
 4. Fit the reply-intent classifier and the rubric scorer on rubric-levelled pairs of the
    train-split scenarios, with the query-style and reply-intent inputs cross-fitted (predicted
-   by models that did not see the scenario).
+   by models that did not see the scenario) and the words of each pair as Whisper heard them
+   (what the service gives the rubric), not the reference texts.
 5. Write ``analysers.*``, ``rubric.*`` and ``training.json`` to ``out_dir``.
 The test split and the held-out voices are never used here; ``evaluate.py`` measures on them.
 """
@@ -27,7 +28,7 @@ from judge_service.judge.labels import LABEL_SETS
 from judge_service.judge.rubric import BANK_STYLES, STYLE_DIM, ReplyBank, save_rubric, style_vector
 from judge_service.judge.scenario_bank import SCENARIO_BANK_VERSION, bank_sha256
 from judge_service.judge.text_embedding import TextEmbedder, default_text_model_path
-from judge_service.judge.training.features import FEATURE_VERSION, extract
+from judge_service.judge.training.features import FEATURE_VERSION, TRANSCRIPT_VERSION, extract, transcribe
 from judge_service.judge.training.fit_analysers import FitSettings, fit_analyser, label_matrix, source_weights
 from judge_service.judge.training.fit_rubric import (
     RubricExample,
@@ -70,12 +71,20 @@ class TrainingData:
         self.real = load_real_speech(real_speech_dir) if real_speech_dir and real_speech_dir.is_dir() else []
         log(f"[train] {len(self.queries)} query clips, {len(self.replies)} reply clips, {len(self.real)} real clips")
         asr = WhisperTranscriber(default_whisper_model_path(), threads=2)
+        self.asr, self.cache_dir, self.log = asr, cache_dir, log
         started = time.monotonic()
         self.query_x = extract(self.queries, asr, cache_dir)
         self.reply_x = extract(self.replies, asr, cache_dir)
         self.real_x = extract(self.real, asr, cache_dir) if self.real else (
             np.zeros((0, asr.embedding_dim), np.float32), np.zeros((0, self.query_x[1].shape[1]), np.float32))
         log(f"[train] features extracted in {time.monotonic() - started:.0f} s")
+
+    def transcripts(self) -> tuple[list[str], list[str]]:
+        """Whisper's transcripts of the query and of the reply clips (cached in ``cache_dir``)."""
+        started = time.monotonic()
+        out = transcribe(self.queries, self.asr, self.cache_dir), transcribe(self.replies, self.asr, self.cache_dir)
+        self.log(f"[train] transcripts of {len(self.queries) + len(self.replies)} clips in {time.monotonic() - started:.0f} s")
+        return out
 
     def train_queries(self) -> np.ndarray:
         """Mask of the analysers' query clips: train-split texts in train voices. (Reply clips
@@ -93,10 +102,13 @@ class TrainingData:
 
 
 def rubric_examples(
-    queries: list[ClipRecord], replies: list[ClipRecord], text_index: dict[str, int], scenario_ids: set[str]
+    queries: list[ClipRecord], replies: list[ClipRecord], query_text_rows: list[int], reply_text_rows: list[int],
+    scenario_ids: set[str],
 ) -> list[RubricExample]:
     """Own replies -> their level; the other style's level 5 -> 2; the level-5 text in the
-    level-4 (neutral) voice -> 4 and in the other style's level-5 voice -> 2."""
+    level-4 (neutral) voice -> 4 and in the other style's level-5 voice -> 2. A clip's words are
+    its row in the text table, ``query_text_rows[i]`` for ``queries[i]`` (``reply_text_rows``
+    likewise)."""
     reply_of: dict[tuple[str, str, int], int] = {}
     styles_of: dict[str, set[str]] = {}
     for i, r in enumerate(replies):
@@ -109,10 +121,8 @@ def rubric_examples(
         if sid not in scenario_ids or len(styles_of.get(sid, ())) != 2:
             continue
         (other,) = styles_of[sid] - {style}
-        q_text = text_index[q.text or ""]
-
-        def text_of(reply_row: int) -> int:
-            return text_index[replies[reply_row].text or ""]
+        q_text = query_text_rows[qi]
+        text_of = reply_text_rows.__getitem__
 
         for level in range(1, 6):
             row = reply_of[(sid, style, level)]
@@ -215,11 +225,16 @@ def train_judge(
     log(f"[train] analysers fitted on {len(records)} clips ({time.monotonic() - started:.0f} s)")
 
     reply_style = style_vector(analyser.predict_proba(*data.reply_x))
-    texts = sorted({r.text or "" for r in data.queries + data.replies})
+    query_words, reply_words = data.transcripts()
+    # The reply bank and the intent classifier are knowledge of the written replies (reference
+    # texts); the rubric's rows carry what Whisper heard.
+    texts = sorted({r.text or "" for r in data.queries + data.replies} | set(query_words) | set(reply_words))
     text_index = {t: i for i, t in enumerate(texts)}
     text_table = TextEmbedder(default_text_model_path()).encode(texts)
     train_scenarios = {str(r.meta["scenario_id"]) for r in data.queries if r.meta["split"] == "train"}
-    examples = [e for e in rubric_examples(data.queries, data.replies, text_index, train_scenarios) if train_q[e.query_style]]
+    examples = [e for e in rubric_examples(data.queries, data.replies, [text_index[t] for t in query_words],
+                                           [text_index[t] for t in reply_words], train_scenarios)
+                if train_q[e.query_style]]
     # Clients may send known labels, which the judge uses as one-hot probabilities; show the
     # rubric such inputs: a copy of KNOWN_LABEL_FRACTION of the examples with the cue one-hot.
     rng = np.random.default_rng(seed)
@@ -242,17 +257,18 @@ def train_judge(
                                        example_intents)
     # Calibration from cross-fitted predictions: each fold scored by a rubric that never saw it.
     example_folds = np.array([scenario_fold(e.group) for e in examples])
+    query_rows = np.array([e.query_style for e in examples])
     raw = np.zeros(len(examples))
     rubric_fit = RubricFitSettings(seed=seed)
     for fold in range(CROSS_FIT_FOLDS):
         held = example_folds == fold
         if not held.any():
             continue
-        model = fit_rubric(features[~held], targets[~held], bank, intent, rubric_fit)
+        model = fit_rubric(features[~held], targets[~held], query_rows[~held], bank, intent, rubric_fit)
         raw[held] = model.raw_score(features[held])
     calibration = fit_calibration(raw, targets)
     log(f"[train] rubric calibration a={calibration[0]:.3f} b={calibration[1]:.3f} ({time.monotonic() - started:.0f} s)")
-    rubric = fit_rubric(features, targets, bank, intent, rubric_fit, calibration=calibration, trained_on={
+    rubric = fit_rubric(features, targets, query_rows, bank, intent, rubric_fit, calibration=calibration, trained_on={
         "examples": len(examples), "scenarios": len(train_scenarios), "reply_bank": len(bank.levels),
         "kinds": {k: sum(e.kind == k for e in examples) for k in sorted({e.kind for e in examples})},
     })
@@ -262,6 +278,7 @@ def train_judge(
         "scenario_bank_version": SCENARIO_BANK_VERSION,
         "scenario_bank_sha256": bank_sha256(),
         "feature_version": FEATURE_VERSION,
+        "rubric_text": TRANSCRIPT_VERSION,
         "dataset": json.loads((data_dir / "build.json").read_text()) if (data_dir / "build.json").exists() else None,
         "analyser_training_clips": len(records),
         "rubric_examples": len(examples),

@@ -29,6 +29,13 @@ def read_clip(path: Path) -> np.ndarray:
     return resample_to_target(samples.mean(axis=1), int(rate))
 
 
+def _whisper_inputs(clips: Sequence[np.ndarray], transcriber: WhisperTranscriber) -> list[torch.Tensor]:
+    """One log-mel ``(n_mels, num_frames_i)`` per 16 kHz clip, all computed in one packed pass."""
+    packed, num_frames = log_mel_spectrogram([torch.from_numpy(c) for c in clips], n_mels=transcriber.n_mels, layout="packed")
+    offsets = frame_offsets(num_frames).tolist()
+    return [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
+
+
 def clip_features(
     clips: Sequence[np.ndarray], texts: Sequence[str | None], transcriber: WhisperTranscriber,
     transcribe: bool = False,
@@ -39,11 +46,8 @@ def clip_features(
 
     Speaking rate uses ``texts``; with ``transcribe``, clips without a text are transcribed
     (what the service does) and the transcript is used instead."""
-    packed, num_frames = log_mel_spectrogram([torch.from_numpy(c) for c in clips], n_mels=transcriber.n_mels, layout="packed")
-    offsets = frame_offsets(num_frames).tolist()
-    features = [packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])]
     asks = [transcribe and t is None for t in texts]
-    transcripts, embeddings = transcriber.encode_and_transcribe(features, asks)
+    transcripts, embeddings = transcriber.encode_and_transcribe(_whisper_inputs(clips, transcriber), asks)
     texts = [tr.text if tr is not None else t for t, tr in zip(texts, transcripts)]
     prosody = np.stack([analyser_vector(measure_prosody(c, t)) for c, t in zip(clips, texts)])
     return embeddings, prosody
@@ -73,10 +77,8 @@ def transcribe(
     texts: list[str] = []
     started = last = time.monotonic()
     for i in range(0, len(records), batch_size):
-        clips = [torch.from_numpy(read_clip(r.path)) for r in records[i : i + batch_size]]
-        packed, num_frames = log_mel_spectrogram(clips, n_mels=transcriber.n_mels, layout="packed")
-        offsets = frame_offsets(num_frames).tolist()
-        transcripts, _ = transcriber.encode_and_transcribe([packed[a:b].T for a, b in zip(offsets[:-1], offsets[1:])])
+        clips = [read_clip(r.path) for r in records[i : i + batch_size]]
+        transcripts, _ = transcriber.encode_and_transcribe(_whisper_inputs(clips, transcriber))
         texts += [t.text if t is not None else "" for t in transcripts]
         if time.monotonic() - last > log_every_s:
             last = time.monotonic()

@@ -33,9 +33,10 @@ def test_training_writes_loadable_safetensors_and_a_summary(tiny_model):
     assert training["rubric_text"].startswith("whisper-transcripts")
     assert json.loads((model_dir / "rubric.json").read_text())["style_fit_weight"] > 0
     # The rubric trained on what Whisper heard: one transcript per query and per reply clip, cached.
-    (queries, replies), manifest = sorted((model_dir.parent / "data" / "cache").glob("transcripts-*.json")), [
-        json.loads(line) for line in (model_dir.parent / "data" / "manifest.jsonl").read_text().splitlines()]
-    lengths = sorted(len(json.loads(p.read_text())) for p in (queries, replies))
+    caches = sorted((model_dir.parent / "data" / "cache").glob("transcripts-*.json"))
+    manifest = [json.loads(line) for line in (model_dir.parent / "data" / "manifest.jsonl").read_text().splitlines()]
+    assert len(caches) == 2  # the query clips' and the reply clips'
+    lengths = sorted(len(json.loads(p.read_text())) for p in caches)
     assert lengths == sorted([sum(r["role"] == "query" for r in manifest), sum(r["role"] == "reply" for r in manifest)])
 
 

@@ -70,7 +70,7 @@ def transcribe(
     names the Whisper model directory). The rubric trains on these, so it learns the words it
     will be given when serving: tiny.en misreads some synthetic voices badly (MiniLM cosine to
     the reference text 0.60 on espeak-f4, 0.92 on piper-soprano; 60 test replies)."""
-    name = f"{TRANSCRIPT_VERSION}:{Path(transcriber.model_path).resolve().name}"
+    name = f"{TRANSCRIPT_VERSION}:{transcriber.model_path.resolve().name}"
     cache = cache_dir / f"transcripts-{_cache_key(name, records)}.json" if cache_dir else None
     if cache is not None and cache.exists():
         return json.loads(cache.read_text())

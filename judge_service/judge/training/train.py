@@ -121,16 +121,14 @@ def rubric_examples(
         if sid not in scenario_ids or len(styles_of.get(sid, ())) != 2:
             continue
         (other,) = styles_of[sid] - {style}
-        q_text = query_text_rows[qi]
-        text_of = reply_text_rows.__getitem__
-
+        q_text, r_text = query_text_rows[qi], reply_text_rows
         for level in range(1, 6):
             row = reply_of[(sid, style, level)]
-            examples.append(RubricExample(q_text, text_of(row), qi, row, float(level), f"own-{level}", sid))
+            examples.append(RubricExample(q_text, r_text[row], qi, row, float(level), f"own-{level}", sid))
         own5, own4, other5 = reply_of[(sid, style, 5)], reply_of[(sid, style, 4)], reply_of[(sid, other, 5)]
-        examples.append(RubricExample(q_text, text_of(other5), qi, other5, MISMATCH_TARGET, "mismatched", sid))
-        examples.append(RubricExample(q_text, text_of(own5), qi, own4, NEUTRAL_VOICE_TARGET, "l5-text-neutral-voice", sid))
-        examples.append(RubricExample(q_text, text_of(own5), qi, other5, CONTRARY_VOICE_TARGET, "l5-text-contrary-voice", sid))
+        examples.append(RubricExample(q_text, r_text[other5], qi, other5, MISMATCH_TARGET, "mismatched", sid))
+        examples.append(RubricExample(q_text, r_text[own5], qi, own4, NEUTRAL_VOICE_TARGET, "l5-text-neutral-voice", sid))
+        examples.append(RubricExample(q_text, r_text[own5], qi, other5, CONTRARY_VOICE_TARGET, "l5-text-contrary-voice", sid))
     return examples
 
 

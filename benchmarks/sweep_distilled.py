@@ -11,7 +11,9 @@ the ``--train`` results and measured on the ``--eval`` results (held-out prompts
 between) are scored too when given. The first combination of the grids is the baseline (the
 previous shipped recipe is ``--members 1 --weight-decay 0.01 --pair-prior none``); each row reports its Pearson gain over
 the baseline of the same seed. Clip features are computed once per speaking rate and kept in
-``--feature-cache`` (one ``.npz`` per rate, keyed by audio path), so a second sweep skips them.
+``--feature-cache`` (one ``.npz`` per rate, keyed by audio path), so a second sweep skips them;
+the ``learned`` rate's depend on the syllable counter ``distill()`` fits per seed, so they are
+computed in ``distill()`` (one process) and kept per seed (the cache assumes the same ``--train``).
 
 Prints a table and appends rows with provenance (device, commit, date) to
 ``benchmarks/results/distill_sweep.csv``. Training is full-batch and deterministic on the CPU.
@@ -94,6 +96,8 @@ def main() -> int:
     every_clip = {p for runs in (args.train, args.eval) for q, r, _, _ in _pairs([Path(x) for x in runs])[0] for p in (q, r)}
     every_clip |= {p for q, r, _, _ in probe_rows for p in (q, r)}
     for rate in _grid(args.speaking_rate, str):
+        if rate == "learned":
+            continue  # its features depend on the counter distill() fits first (per seed): filled there
         cache_file = Path(args.feature_cache) / f"{rate}.npz"
         cache = _load_cache(cache_file)
         if every_clip - cache.keys():
@@ -104,7 +108,7 @@ def main() -> int:
     rows, baseline = [], {}
     for seed in _grid(args.seeds, int):
         for rate, prior, weight_decay, members in grids:
-            cache_file = Path(args.feature_cache) / f"{rate}.npz"
+            cache_file = Path(args.feature_cache) / (f"{rate}-seed{seed}.npz" if rate == "learned" else f"{rate}.npz")
             cache = _load_cache(cache_file)
             known = len(cache)
             name = f"rate-{rate}_prior-{prior}_wd-{weight_decay:g}_members-{members}_seed-{seed}"
@@ -116,7 +120,7 @@ def main() -> int:
             if probe_rows:
                 model = DistilledRewardModel.load(Path(args.out) / name)
                 with torch.no_grad():
-                    pred = model(torch.from_numpy(_features(probe_rows, cache, rate))).numpy()
+                    pred = model(torch.from_numpy(_features(probe_rows, cache, rate, model.syllable_counter))).numpy()
                 probe = agreement(pred, np.array([s for _, _, s, _ in probe_rows]))
             if len(cache) > known:
                 _save_cache(cache_file, cache)

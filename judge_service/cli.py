@@ -28,7 +28,7 @@ from judge_service.judge.labels import LABEL_SETS
 
 DISTILLED_ARCHITECTURES = ("flat", "towers")
 DISTILLED_CLIP_INPUTS = ("all", "summary")
-DISTILLED_SPEAKING_RATES = ("none", "nuclei")
+DISTILLED_SPEAKING_RATES = ("none", "nuclei", "learned")
 DISTILLED_PAIR_PRIORS = ("none", "baseline-tone")
 """``judge.distilled.ARCHITECTURES``, ``CLIP_INPUTS``, ``SPEAKING_RATES`` and ``PAIR_PRIORS``, spelled out so the CLI
 starts without importing torch (a unit test keeps them equal)."""
@@ -273,13 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="summary: loudness, dynamics, duration and prosody (default); all: also the per-bin mel statistics")
     distill.add_argument("--hidden", type=int, default=256, help="hidden units of every layer (default 256)")
     distill.add_argument("--clip-embedding", type=int, default=64, help="towers: size of a clip's embedding (default 64)")
-    distill.add_argument("--speaking-rate", choices=DISTILLED_SPEAKING_RATES, default="nuclei",
-                         help="nuclei: syllable nuclei per speech second fill the rate slot (default); none: left missing")
-    distill.add_argument("--pair-prior", choices=DISTILLED_PAIR_PRIORS, default="none",
+    distill.add_argument("--speaking-rate", choices=DISTILLED_SPEAKING_RATES, default="learned",
+                         help="learned: a syllable counter fitted to the teacher's transcripts in the --train results fills "
+                              "the rate slot (default); nuclei: vowel-band loudness peaks per speech second; none: left missing")
+    distill.add_argument("--pair-prior", choices=DISTILLED_PAIR_PRIORS, default="baseline-tone",
                          help="baseline-tone: the baseline rubric's arousal and tone fit of the two clips join the pair "
-                              "inputs; none: not (default)")
-    distill.add_argument("--members", type=int, default=1,
-                         help="students in the ensemble, seeds SEED..SEED+MEMBERS-1; the model scores their mean (default 1)")
+                              "inputs (default); none: not")
+    distill.add_argument("--members", type=int, default=3,
+                         help="students in the ensemble, seeds SEED..SEED+MEMBERS-1; the model scores their mean (default 3)")
     distill.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default 0.01)")
     distill.set_defaults(func=_distill)
 

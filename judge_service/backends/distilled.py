@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from judge_service.backends.base import BackendJob, BatchReport, JobResult, JudgeInfo
-from judge_service.judge.distilled import DistilledRewardModel, clip_features
+from judge_service.judge.distilled import DistilledRewardModel
 from judge_service.judge.labels import LABEL_SETS
 
 
@@ -30,7 +30,7 @@ class DistilledBackend:
     def warm_up(self) -> None:
         silence = np.zeros(16_000, np.float32)
         with torch.no_grad():
-            silence_features = clip_features([silence], self.model.config.speaking_rate)
+            silence_features = self.model.clip_features([silence])
             self.model(torch.from_numpy(np.concatenate([silence_features] * 2, axis=1)))
 
     def run_batch(self, jobs: list[BackendJob]) -> BatchReport:
@@ -42,7 +42,7 @@ class DistilledBackend:
                 if decoded.clip.sha256 not in index_of:
                     index_of[decoded.clip.sha256] = len(unique)
                     unique.append(decoded.samples)
-        features = clip_features(unique, self.model.config.speaking_rate)
+        features = self.model.clip_features(unique)
         features_ms = (time.perf_counter() - started) * 1000.0
         started = time.perf_counter()
         rows = [(index_of[job.clips[p.query_index].clip.sha256], index_of[job.clips[p.response_index].clip.sha256])

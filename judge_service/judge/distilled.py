@@ -17,6 +17,10 @@ Clip features ``(CLIP_FEATURES,)``, from the clip's 80-bin Whisper log-mel ``(80
     syllable rate at Pearson 0.90 on 300 rendered benchmark queries (0.62 on TESS, whose
     sentences all have 4 syllables, so only the duration varies). An oracle probe (last
     format) showed the transcript's rate lifts a student's tone term from 0.5 to 0.99.
+    With ``speaking_rate="learned"`` (format 5, the default of ``paras2s-judge distill``) the
+    model carries its own ``SyllableCounter`` (``syllable_counter.py``), fitted to the
+    syllables of the teacher's transcripts of the training clips, and the slot holds its count
+    per speech second.
 Pair input: [query features, response features] standardised with the training statistics,
 then the clip columns the config names (``clip_inputs``: ``all``, or ``summary``: everything but
 the 160 per-bin mel statistics, which mostly describe the voice and the recording).
@@ -38,12 +42,19 @@ learns it only roughly. For another teacher it is one more acoustic input.
 trained from its own seed and early-stopping split; it scores their mean.
 Measured on the 5,961 held-out benchmark pairs (unseen scenarios and voices), trained on 4,800
 pairs of the train split, both scored by the baseline judge after the ASR fix of
-``judge/asr.py`` (long replies are no longer cut short), towers H=256/E=64 over summary inputs:
-nuclei rate Pearson 0.879 and 0.871 (seeds 0 and 1; 0.63 and 0.60 without the silence system),
-no rate 0.874 and 0.854 (0.61 and 0.53). On the answers an RL policy chooses between (441 scored
-probe pairs of ``benchmarks/rl_reward_ceiling.py``, mostly one reply in ten tones) the gain is
-clearer: 0.64 and 0.63 against 0.59 and 0.59. Against the previous teacher (before the ASR fix)
-the same recipe without a rate reached 0.90. Read these against a ceiling: the teacher's score is
+``judge/asr.py`` (long replies are no longer cut short), towers H=256/E=64 over summary inputs.
+On the pairs rebuilt from scratch on 2026-11-27 (same teacher version), single students of seeds
+0/1/2: nuclei rate 0.897/0.884/0.886, learned rate 0.900/0.895/0.884, learned rate with the
+baseline-tone prior 0.902/0.896/0.879; ensembles of 3 (seed 0): nuclei 0.894, nuclei + prior
+0.899, learned 0.897, learned + prior 0.904 (0.688 without silence; the shipped model). The
+transcripts' own syllables (an oracle, not servable) give 0.920. The previous shipped model
+(nuclei, one student) scores 0.892 on these pairs. So the learned rate is worth about +0.004 and
+the ensemble about as much again; neither is large beside the 0.01 spread between seeds. Earlier,
+on the previous render of the same benchmark: nuclei rate 0.879 and 0.871 (seeds 0 and 1), no
+rate 0.874 and 0.854. On the answers an RL policy chooses between (441 scored
+probe pairs of ``benchmarks/rl_reward_ceiling.py``, mostly one reply in ten tones) the nuclei
+rate's gain was clearer: 0.64 and 0.63 against 0.59 and 0.59. Against the previous teacher
+(before the ASR fix) the same recipe without a rate reached 0.90. Read these against a ceiling: the teacher's score is
 ``1 + 4 (0.4 relevance + 0.6 tone fit)``, and relevance (MiniLM over the two transcripts) is
 invisible without a transcript. A student that knew the tone term exactly and only each
 system's mean relevance would reach Pearson 0.93 overall and 0.79 without silence on these
@@ -68,19 +79,26 @@ import torch
 from torch import nn
 
 from judge_service.features import log_mel_spectrogram
+from judge_service.judge.syllable_counter import SyllableCounter
 
 N_MELS = 80
 N_PROSODY = 12  # len(analysers.PROSODY_FEATURES), checked in clip_features
 CLIP_FEATURES = 2 * N_MELS + 4 + 2 + 1 + N_PROSODY
 LOG_DURATION_INDEX = 2 * N_MELS + 6
-DISTILLED_FORMAT = "paras2s-distilled/4"
-READABLE_FORMATS = ("paras2s-distilled/1", "paras2s-distilled/2", "paras2s-distilled/3", DISTILLED_FORMAT)
+DISTILLED_FORMAT = "paras2s-distilled/5"
+READABLE_FORMATS = ("paras2s-distilled/1", "paras2s-distilled/2", "paras2s-distilled/3", "paras2s-distilled/4",
+                    DISTILLED_FORMAT)  # fmt: skip
 """/1 had no ``architecture`` or ``clip_inputs``: it is ``flat`` over ``all``, the defaults; /1
 and /2 had no ``speaking_rate``: ``none``, the default; /1 to /3 had one student and no
-``members``: 1, its weights named without the ``students.0.`` prefix."""
-SPEAKING_RATES = ("none", "nuclei")
-"""What fills the prosody vector's speaking-rate slot: nothing (``rate_missing``), or
-``syllable_nuclei`` per speech second."""
+``members``: 1, its weights named without the ``students.0.`` prefix; /5 added the ``learned``
+speaking rate, whose counter's weights are ``syllable_counter.*``."""
+SPEAKING_RATES = ("none", "nuclei", "learned")
+"""What fills the prosody vector's speaking-rate slot: nothing (``rate_missing``),
+``syllable_nuclei`` per speech second, or the model's own ``SyllableCounter`` (trained on the
+syllables of the teacher's transcripts) per speech second."""
+MIN_LEARNED_SYLLABLES = 1.0
+"""A learned count below one syllable is no speech: the rate stays missing, as the teacher's
+does for an empty transcript."""
 VOWEL_BAND_HZ = (300.0, 2500.0)
 """Where vowels carry their energy (F1 and F2): a syllable nucleus is a peak of this band."""
 NUCLEUS_SMOOTHING_FRAMES = 5
@@ -145,12 +163,17 @@ def syllable_nuclei(mel: np.ndarray) -> int:
     return len(nuclei)
 
 
-def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> np.ndarray:
+def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none",
+                  syllable_counter: SyllableCounter | None = None) -> np.ndarray:  # fmt: skip
     """``(len(clips), CLIP_FEATURES)`` float32 from 16 kHz mono float32 clips ``(n_i,)``; each
     row depends only on its own clip (log-mel is per clip, padding is cut away).
-    ``speaking_rate`` is one of ``SPEAKING_RATES`` (the model's config says which)."""
+    ``speaking_rate`` is one of ``SPEAKING_RATES`` (the model's config says which);
+    ``learned`` counts with ``syllable_counter`` (``DistilledRewardModel.clip_features`` passes
+    the model's own)."""
     if speaking_rate not in SPEAKING_RATES:
         raise ValueError(f"speaking_rate {speaking_rate!r}: one of {', '.join(SPEAKING_RATES)}")
+    if (speaking_rate == "learned") != (syllable_counter is not None):
+        raise ValueError("a syllable_counter is needed for speaking_rate 'learned', and only for it")
     out = np.zeros((len(clips), CLIP_FEATURES), dtype=np.float32)
     if not clips:
         return out
@@ -160,6 +183,9 @@ def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> n
     assert len(PROSODY_FEATURES) == N_PROSODY
     mel, frames = log_mel_spectrogram([torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clips],
                                       n_mels=N_MELS)  # fmt: skip
+    if syllable_counter is not None:
+        with torch.no_grad():
+            learned_counts = syllable_counter(mel, frames).tolist()  # each clip on its own frames
     for i, (clip, n) in enumerate(zip(clips, frames.tolist())):
         m = mel[i, :, : max(1, n)]
         level = m.mean(dim=0)
@@ -169,11 +195,16 @@ def clip_features(clips: Sequence[np.ndarray], speaking_rate: str = "none") -> n
         else:
             dynamics = [0.0, 0.0]
         prosody = measure_prosody(np.ascontiguousarray(clip, dtype=np.float32), None)
-        nuclei = syllable_nuclei(m.numpy()) if speaking_rate == "nuclei" else 0
-        if nuclei:
-            # The teacher's rule with nuclei for syllables; no nuclei stays missing, as an
-            # empty transcript does for the teacher.
-            rate = syllable_rate(nuclei, prosody.speech_duration_s)
+        if speaking_rate == "nuclei":
+            syllables = float(syllable_nuclei(m.numpy()))
+        elif speaking_rate == "learned":
+            syllables = learned_counts[i] if learned_counts[i] >= MIN_LEARNED_SYLLABLES else 0.0
+        else:
+            syllables = 0.0
+        if syllables:
+            # The teacher's rule with estimated syllables; none stays missing, as an empty
+            # transcript does for the teacher.
+            rate = syllable_rate(syllables, prosody.speech_duration_s)
             prosody = dataclasses.replace(prosody, speaking_rate_syllables_per_s=rate)
         out[i] = np.concatenate([
             m.mean(dim=1).numpy(), m.std(dim=1, unbiased=False).numpy(),
@@ -274,8 +305,13 @@ class DistilledRewardModel(nn.Module):
         self.register_buffer("clip_columns", torch.tensor(columns, dtype=torch.long), persistent=False)
         n_prior = 3 if config.pair_prior == "baseline-tone" else 0
         self.students = nn.ModuleList(DistilledStudent(config, len(columns), n_prior) for _ in range(config.members))
+        self.syllable_counter = SyllableCounter(N_MELS) if config.speaking_rate == "learned" else None
         self.register_buffer("input_mean", torch.zeros(2 * CLIP_FEATURES))
         self.register_buffer("input_std", torch.ones(2 * CLIP_FEATURES))
+
+    def clip_features(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """``clip_features`` of 16 kHz mono clips as this model reads them ``(len(clips), CLIP_FEATURES)``."""
+        return clip_features(clips, self.config.speaking_rate, self.syllable_counter)
 
     def student_inputs(self, pair_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(n, 2 * CLIP_FEATURES)`` [query clip features, response clip features] -> what every

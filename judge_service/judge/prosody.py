@@ -91,6 +91,18 @@ def frame_energy_db(samples: torch.Tensor) -> torch.Tensor:
     return 20.0 * torch.log10(torch.clamp(rms, min=1e-10))
 
 
+def active_frames(energy_db: torch.Tensor) -> torch.Tensor:
+    """Which frames of ``frame_energy_db`` are speech rather than pause: bool ``(num_frames,)``."""
+    return energy_db >= energy_db.max() - ACTIVITY_RANGE_DB
+
+
+def speech_duration_s(samples: np.ndarray) -> float:
+    """Seconds of active frames of a mono 16 kHz clip ``(num_samples,)``: the denominator of
+    the speaking rate (``measure_prosody`` computes the same on its way)."""
+    energy = frame_energy_db(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)))
+    return float(active_frames(energy).sum()) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
+
+
 def _difference_frames(samples: torch.Tensor) -> torch.Tensor:
     """YIN difference function d(tau) for tau in [0, TAU_MAX], shape ``(num_frames, TAU_MAX+1)``."""
     x = samples.to(torch.float64)
@@ -207,7 +219,7 @@ def count_syllables(text: str) -> int:
     return total
 
 
-def syllable_rate(syllables: int, speech_duration_s: float) -> float | None:
+def syllable_rate(syllables: float, speech_duration_s: float) -> float | None:
     """Syllables per speech second (at least 0.1 s of speech assumed); ``None`` without speech."""
     if speech_duration_s <= 0:
         return None
@@ -219,7 +231,7 @@ def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
     x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     duration_s = x.shape[0] / SAMPLE_RATE_HZ
     energy = frame_energy_db(x)
-    active = energy >= energy.max() - ACTIVITY_RANGE_DB
+    active = active_frames(energy)
     speech_duration_s = float(active.sum()) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
     active_db = energy[active]
     f0, aperiodicity = _yin(x)

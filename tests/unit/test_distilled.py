@@ -34,6 +34,10 @@ def test_clip_features_are_per_clip_and_batch_invariant() -> None:
         assert together.shape == (3, CLIP_FEATURES)
         np.testing.assert_allclose(together, alone, atol=1e-5)
         assert together[1, LOG_DURATION_INDEX] == pytest.approx(np.log(2.3), abs=1e-3)
+    torch.manual_seed(0)
+    learned = DistilledRewardModel(DistilledConfig("t", "1", speaking_rate="learned"))
+    together = learned.clip_features(clips)
+    np.testing.assert_allclose(together, np.stack([learned.clip_features([c])[0] for c in clips]), atol=1e-4)
     with pytest.raises(ValueError, match="speaking_rate 'words'"):
         clip_features(clips, "words")
 
@@ -81,6 +85,28 @@ def test_syllable_nuclei_track_the_syllables_of_real_speech() -> None:
         samples = decode_audio(name, (examples_dir() / "audio" / name).read_bytes(), AudioLimits()).samples
         syllables = count_syllables(text)
         assert abs(syllable_nuclei(_mel(samples)) - syllables) <= 0.25 * syllables, (name, text)
+
+
+def test_learned_rate_counts_with_the_models_own_counter_and_round_trips(tmp_path: Path) -> None:
+    from judge_service.judge.prosody import speech_duration_s
+
+    torch.manual_seed(0)
+    model = DistilledRewardModel(DistilledConfig("t", "1", speaking_rate="learned"))
+    clip = syllable_train(8)
+    row = model.clip_features([clip])[0]
+    mel = torch.from_numpy(_mel(clip))[None]
+    with torch.no_grad():
+        count = float(model.syllable_counter(mel, torch.tensor([mel.shape[2]])))
+    assert count >= 1.0 and row[RATE_MISSING_COLUMN] == 0.0
+    assert row[RATE_COLUMN] == pytest.approx(count / speech_duration_s(clip), rel=1e-4)
+    model.save(tmp_path / "model")
+    loaded = DistilledRewardModel.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.clip_features([clip]), model.clip_features([clip]))
+    with torch.no_grad():  # a counter that hears less than one syllable: the rate stays missing
+        model.syllable_counter.out.bias.fill_(-20.0)
+    assert model.clip_features([clip])[0][RATE_MISSING_COLUMN] == 1.0
+    with pytest.raises(ValueError, match="syllable_counter is needed"):
+        clip_features([clip], "learned")
 
 
 def test_baseline_tone_terms_follow_the_baseline_rubric() -> None:
@@ -205,8 +231,9 @@ def test_cli_choices_match_the_model() -> None:
     assert DISTILLED_SPEAKING_RATES == SPEAKING_RATES and DISTILLED_PAIR_PRIORS == PAIR_PRIORS
 
 
-def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t") -> Path:
-    """A small results file: louder responses got higher teacher scores (a learnable rule)."""
+def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t", transcripts: bool = False) -> Path:
+    """A small results file: louder responses got higher teacher scores (a learnable rule);
+    with ``transcripts``, the teacher's transcripts of both clips too."""
     items = []
     for k in range(n):
         q, r = tmp_path / f"{name}-q{k}.wav", tmp_path / f"{name}-r{k}.wav"
@@ -216,6 +243,8 @@ def _results(tmp_path: Path, name: str, system: str, n: int, teacher: str = "t")
 
         sf.write(r, voiced_clip(0.7, seed=100 + k, amplitude=amplitude), 16_000)
         items.append({"query_audio": str(q), "response_audio": str(r), "score": 1.0 + 4.0 * (k % 5) / 4})
+        if transcripts:
+            items[-1].update(query_transcript="how are you", response_transcript="fine " * (1 + k % 3))
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps({"run": {"system": system, "judge": {"name": teacher, "version": "1"}}, "items": items}))
     return path
@@ -230,6 +259,20 @@ def test_distill_learns_its_teacher_and_refuses_mixed_teachers(tmp_path: Path, a
     assert metrics["eval"]["pearson"] > 0.9 and set(metrics["eval_by_system"]) == {"reversed"}
     assert DistilledRewardModel.load(tmp_path / "model").config.architecture == metrics["config"]["architecture"] == architecture
     assert (tmp_path / "model" / "metrics.json").is_file()
+
+
+def test_distill_with_a_learned_rate_fits_a_counter_on_the_teachers_transcripts(tmp_path: Path) -> None:
+    train = _results(tmp_path, "train", "topline", 30, transcripts=True)
+    held_out = _results(tmp_path, "eval", "reversed", 10, transcripts=True)
+    metrics = distill([train], [held_out], tmp_path / "model", epochs=40, hidden=32, clip_embedding=8,
+                      speaking_rate="learned", log=lambda _: None)  # fmt: skip
+    counter = metrics["syllable_counter"]
+    assert counter["training_clips"] == 60 and counter["eval"]["clips"] == counter["eval_nuclei"]["clips"] == 20
+    model = DistilledRewardModel.load(tmp_path / "model")
+    assert model.config.speaking_rate == "learned" and model.syllable_counter is not None
+    without = _results(tmp_path, "bare", "topline", 12)
+    with pytest.raises(ValueError, match="teacher's transcripts"):
+        distill([without], [held_out], tmp_path / "m2", epochs=1, speaking_rate="learned", log=lambda _: None)
 
 
 def test_an_ensembles_first_student_is_the_single_student_of_its_seed(tmp_path: Path) -> None:

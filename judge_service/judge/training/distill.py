@@ -23,7 +23,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from judge_service.judge.distilled import DistilledConfig, DistilledRewardModel, clip_features
+from judge_service.features import log_mel_spectrogram
+from judge_service.judge.distilled import N_MELS, DistilledConfig, DistilledRewardModel, clip_features, syllable_nuclei
+from judge_service.judge.prosody import count_syllables, speech_duration_s
+from judge_service.judge.syllable_counter import SyllableCounter, count_syllables_batched, fit_syllable_counter
 from judge_service.judge.training.features import read_clip
 
 
@@ -44,16 +47,80 @@ def _pairs(paths: Sequence[Path]) -> tuple[list[tuple[str, str, float, str]], di
     return rows, teacher
 
 
-def features_of_files(paths: Sequence[str], speaking_rate: str) -> np.ndarray:
+def _transcripts(paths: Sequence[Path]) -> dict[str, str]:
+    """Audio path -> the teacher's transcript of it, for every clip of a scored item whose
+    results record one (``query_transcript``, ``response_transcript``; "" for no speech)."""
+    out: dict[str, str] = {}
+    for path in paths:
+        for item in json.loads(Path(path).read_text())["items"]:
+            if item["score"] is None:
+                continue
+            for audio, text in ((item["query_audio"], item.get("query_transcript")),
+                                (item["response_audio"], item.get("response_transcript"))):  # fmt: skip
+                if text is not None:
+                    out[audio] = text
+    return out
+
+
+def syllable_examples(paths: Sequence[str], transcripts: dict[str, str]) -> tuple[list[np.ndarray], list[float], list[float]]:
+    """What a ``SyllableCounter`` learns from, for the audio files ``paths``: their log-mels
+    ``(N_MELS, frames_i)`` (float16, to halve the memory of thousands of clips), the syllables of
+    their transcripts (``count_syllables``, the teacher's own count) and their speech seconds."""
+    mels, syllables, seconds = [], [], []
+    for path in paths:
+        clip = read_clip(Path(path))
+        mel, frames = log_mel_spectrogram([torch.from_numpy(clip)], n_mels=N_MELS)
+        mels.append(mel[0, :, : max(1, int(frames[0]))].numpy().astype(np.float16))
+        syllables.append(float(count_syllables(transcripts[path])))
+        seconds.append(speech_duration_s(clip))
+    return mels, syllables, seconds
+
+
+def rate_agreement(counts: np.ndarray, syllables: Sequence[float], seconds: Sequence[float]) -> dict[str, float]:
+    """How estimated syllable counts agree with the transcripts' as *rates* (per speech second,
+    at least 0.1 s, as ``syllable_rate``): Pearson and RMS error (syllables per second)."""
+    s = np.maximum(np.asarray(seconds, dtype=np.float64), 0.1)
+    pred, true = np.asarray(counts, dtype=np.float64) / s, np.asarray(syllables, dtype=np.float64) / s
+    return {"clips": int(len(s)), "rate_pearson": float(np.corrcoef(pred, true)[0, 1]),
+            "rate_rmse": float(np.sqrt(np.mean((pred - true) ** 2)))}  # fmt: skip
+
+
+def fit_counter(train_runs: Sequence[Path], eval_runs: Sequence[Path], *, seed: int,
+                log: Callable[[str], None]) -> tuple[SyllableCounter, dict]:  # fmt: skip
+    """A ``SyllableCounter`` fitted to the teacher's transcripts of the training clips with
+    speech, and its rate agreement on the eval clips beside that of ``syllable_nuclei``."""
+    def spoken(runs: Sequence[Path]) -> tuple[list[str], dict[str, str]]:
+        transcripts = _transcripts(runs)
+        return sorted(p for p, t in transcripts.items() if t.strip()), transcripts
+
+    train_paths, train_text = spoken(train_runs)
+    if not train_paths:
+        raise ValueError("speaking_rate 'learned' needs results with the teacher's transcripts (paras2s-bench run records them)")
+    counter, validation = fit_syllable_counter(*syllable_examples(train_paths, train_text), seed=seed, log=log)
+    metrics: dict = {"training_clips": len(train_paths), "validation": validation}
+    eval_paths, eval_text = spoken(eval_runs)
+    if len(eval_paths) >= 3:
+        mels, syllables, seconds = syllable_examples(eval_paths, eval_text)
+        metrics["eval"] = rate_agreement(count_syllables_batched(counter, mels), syllables, seconds)
+        nuclei = [syllable_nuclei(m.astype(np.float32)) for m in mels]
+        metrics["eval_nuclei"] = rate_agreement(np.array(nuclei, dtype=np.float64), syllables, seconds)
+        log(f"[distill] syllable rate on {len(eval_paths)} eval clips: Pearson {metrics['eval']['rate_pearson']:.3f} "
+            f"(nuclei {metrics['eval_nuclei']['rate_pearson']:.3f}), RMS error {metrics['eval']['rate_rmse']:.2f} "
+            f"(nuclei {metrics['eval_nuclei']['rate_rmse']:.2f}) syllables/s")  # fmt: skip
+    return counter, metrics
+
+
+def features_of_files(paths: Sequence[str], speaking_rate: str, syllable_counter: SyllableCounter | None = None) -> np.ndarray:
     """``clip_features`` ``(len(paths), CLIP_FEATURES)`` of audio files (mono, 16 kHz via ``read_clip``)."""
-    return clip_features([read_clip(Path(p)) for p in paths], speaking_rate)
+    return clip_features([read_clip(Path(p)) for p in paths], speaking_rate, syllable_counter)
 
 
-def _features(rows: Sequence[tuple[str, str, float, str]], cache: dict[str, np.ndarray], speaking_rate: str) -> np.ndarray:
+def _features(rows: Sequence[tuple[str, str, float, str]], cache: dict[str, np.ndarray], speaking_rate: str,
+              syllable_counter: SyllableCounter | None) -> np.ndarray:  # fmt: skip
     todo = sorted({p for q, r, _, _ in rows for p in (q, r)} - cache.keys())
     for start in range(0, len(todo), 64):
         chunk = todo[start : start + 64]
-        for path, features in zip(chunk, features_of_files(chunk, speaking_rate)):
+        for path, features in zip(chunk, features_of_files(chunk, speaking_rate, syllable_counter)):
             cache[path] = features
     return np.stack([np.concatenate([cache[q], cache[r]]) for q, r, _, _ in rows])
 
@@ -107,21 +174,28 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
     from seed ``seed + k`` with its own early-stopping queries, and the model scores their mean
     (``members=1`` is exactly the single student of ``seed``). ``feature_cache`` (audio path ->
     clip features for this ``speaking_rate``) is filled and reused, so several students can
-    share one feature pass."""
+    share one feature pass. With ``speaking_rate="learned"`` a ``SyllableCounter`` is fitted
+    first, on the teacher's transcripts in ``train_runs`` (seed ``seed``), and the features
+    depend on it: a cache is only valid for the counter of the same training runs and seed."""
     train_rows, teacher = _pairs(train_runs)
     eval_rows, eval_teacher = _pairs(eval_runs)
     if eval_teacher != teacher:
         raise ValueError(f"eval runs were scored by {eval_teacher}, training runs by {teacher}")
+    counter, counter_metrics = None, None
+    if speaking_rate == "learned":
+        counter, counter_metrics = fit_counter(train_runs, eval_runs, seed=seed, log=log)
     cache: dict[str, np.ndarray] = {} if feature_cache is None else feature_cache
-    x_train = torch.from_numpy(_features(train_rows, cache, speaking_rate))
+    x_train = torch.from_numpy(_features(train_rows, cache, speaking_rate, counter))
     y_train = torch.tensor([s for _, _, s, _ in train_rows], dtype=torch.float32)
-    x_eval = torch.from_numpy(_features(eval_rows, cache, speaking_rate))
+    x_eval = torch.from_numpy(_features(eval_rows, cache, speaking_rate, counter))
     y_eval = np.array([s for _, _, s, _ in eval_rows])
     torch.manual_seed(seed)
     model = DistilledRewardModel(DistilledConfig(teacher_name=teacher["name"], teacher_version=teacher["version"],
                                                  hidden=hidden, architecture=architecture, clip_inputs=clip_inputs,
                                                  clip_embedding=clip_embedding, speaking_rate=speaking_rate,
                                                  pair_prior=pair_prior, members=members))  # fmt: skip
+    if counter is not None:
+        model.syllable_counter.load_state_dict(counter.state_dict())
     model.input_mean.copy_(x_train.mean(dim=0))
     model.input_std.copy_(x_train.std(dim=0) + 1e-3)
     queries = sorted({q for q, _, _, _ in train_rows})
@@ -150,6 +224,8 @@ def distill(train_runs: Sequence[Path], eval_runs: Sequence[Path], out_dir: Path
                    "weight_decay": weight_decay, "seed": seed},
         "train_runs": [str(p) for p in train_runs], "eval_runs": [str(p) for p in eval_runs],
     }  # fmt: skip
+    if counter_metrics is not None:
+        metrics["syllable_counter"] = counter_metrics
     model.save(out_dir, metrics)
     log(f"[distill] eval Pearson {metrics['eval']['pearson']:.3f} (without silence "
         f"{metrics['eval_without_silence']['pearson']:.3f}), MAE {metrics['eval']['mae']:.3f}; wrote {out_dir}")

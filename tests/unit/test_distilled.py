@@ -294,9 +294,10 @@ def test_an_ensembles_first_student_is_the_single_student_of_its_seed(tmp_path: 
     assert agreement(np.array([1.0, 2.0]), np.array([1.0, 2.0]))["pairs"] == 2
 
 
-def test_distilled_backend_over_http_is_batch_invariant(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recipe", [{}, {"speaking_rate": "learned", "pair_prior": "baseline-tone", "members": 2}])
+def test_distilled_backend_over_http_is_batch_invariant(tmp_path: Path, recipe: dict) -> None:
     torch.manual_seed(1)
-    DistilledRewardModel(DistilledConfig("paras2s-baseline", "x")).save(tmp_path / "model")
+    DistilledRewardModel(DistilledConfig("paras2s-baseline", "x", **recipe)).save(tmp_path / "model")
     env = {"JUDGE_BACKEND": "paras2s-distilled", "JUDGE_DISTILLED_MODEL_PATH": str(tmp_path / "model"),
            "JUDGE_REDIS_URL": "", "JUDGE_CACHE_MAX_ENTRIES": "0"}  # fmt: skip
     pairs = [{"id": f"p{k}", "query": {"audio": b64(voiced_wav(0.8, seed=k))},

@@ -96,11 +96,16 @@ def active_frames(energy_db: torch.Tensor) -> torch.Tensor:
     return energy_db >= energy_db.max() - ACTIVITY_RANGE_DB
 
 
+def _seconds_of(frames: torch.Tensor) -> float:
+    """Duration of the ``True`` frames of a bool ``(num_frames,)`` mask, 10 ms each."""
+    return float(frames.sum()) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
+
+
 def speech_duration_s(samples: np.ndarray) -> float:
     """Seconds of active frames of a mono 16 kHz clip ``(num_samples,)``: the denominator of
     the speaking rate (``measure_prosody`` computes the same on its way)."""
     energy = frame_energy_db(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)))
-    return float(active_frames(energy).sum()) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
+    return _seconds_of(active_frames(energy))
 
 
 def _difference_frames(samples: torch.Tensor) -> torch.Tensor:
@@ -232,7 +237,7 @@ def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
     duration_s = x.shape[0] / SAMPLE_RATE_HZ
     energy = frame_energy_db(x)
     active = active_frames(energy)
-    speech_duration_s = float(active.sum()) * FRAME_HOP_SAMPLES / SAMPLE_RATE_HZ
+    speech_s = _seconds_of(active)
     active_db = energy[active]
     f0, aperiodicity = _yin(x)
     voiced = f0[f0 > 0]
@@ -252,12 +257,12 @@ def measure_prosody(samples: np.ndarray, transcript: str | None) -> Prosody:
         f0_stats = dict.fromkeys(
             ("f0_median_hz", "f0_p5_hz", "f0_p95_hz", "f0_range_semitones", "f0_std_semitones")
         )
-    rate = syllable_rate(count_syllables(transcript), speech_duration_s) if transcript else None
+    rate = syllable_rate(count_syllables(transcript), speech_s) if transcript else None
     # Mean power over active frames, in dB (not the mean of dB values).
     energy_dbfs = float(10.0 * torch.log10(torch.mean(10.0 ** (active_db / 10.0))))
     return Prosody(
         duration_s=duration_s,
-        speech_duration_s=speech_duration_s,
+        speech_duration_s=speech_s,
         pause_fraction=1.0 - float(active.float().mean()),
         voiced_fraction=float((f0 > 0).float().mean()) if f0.numel() else 0.0,
         energy_dbfs=energy_dbfs,

@@ -61,7 +61,7 @@ learned rubric scorer maps the extracted text, labels and tone to the score.
   scenario fold while training, stored in the weights). The intent's fit to the heard style is
   also added to the MLP's logit as an explicit term (per dimension: how much the reply's words
   address it, times +1 if written for the style the query sounds like and -1 if for another,
-  with a learned non-negative weight). Output `1 + 4 * sigmoid(.)`, then a linear calibration
+  at a fixed weight, `RubricFitSettings.style_fit_weight` = 3). Output `1 + 4 * sigmoid(.)`, then a linear calibration
   fitted so that the mean cross-fitted score of each rubric level equals the level (clipped
   to [1, 5]). Trained on squared error plus a ranking loss between the replies of one query
   rendering, on the words as Whisper tiny.en heard them (what it is given when serving).
